@@ -1,0 +1,5 @@
+from . import models
+
+
+def _post_init_hook(env):
+    env["strato.whatsapp.account"]._sync_from_environment()

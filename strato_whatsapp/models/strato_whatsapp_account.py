@@ -1,0 +1,237 @@
+import logging
+import os
+import re
+import secrets
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError, ValidationError
+
+from .. import const
+from ..tools import graph_api
+
+_logger = logging.getLogger(__name__)
+
+WEBHOOK_ROUTE = "/api/webhooks/whatsapp"
+
+# Environment variables of the original design, and the account field each one fills.
+ENVIRONMENT_FIELDS = {
+    "WHATSAPP_PHONE_NUMBER_ID": "phone_number_id",
+    "WHATSAPP_ACCESS_TOKEN": "access_token",
+    "WHATSAPP_VERIFY_TOKEN": "verify_token",
+    "WHATSAPP_BUSINESS_ACCOUNT_ID": "business_account_id",
+    "WHATSAPP_APP_SECRET": "app_secret",
+    "WHATSAPP_APP_ID": "app_id",
+    "WHATSAPP_GRAPH_API_URL": "graph_api_url",
+    "WHATSAPP_GRAPH_API_VERSION": "graph_api_version",
+}
+
+_VERSION_PATTERN = re.compile(r"^v(\d+)\.(\d+)$")
+
+
+def _new_verify_token():
+    return secrets.token_urlsafe(24)
+
+
+class StratoWhatsappAccount(models.Model):
+    _name = "strato.whatsapp.account"
+    _description = "WhatsApp Business Account"
+    _inherit = ["mail.thread"]
+    _order = "sequence, name, id"
+
+    name = fields.Char(required=True, tracking=True)
+    active = fields.Boolean(default=True, tracking=True)
+    sequence = fields.Integer(default=10)
+    company_id = fields.Many2one(
+        "res.company", required=True, default=lambda self: self.env.company, index=True, tracking=True)
+    phone_number_id = fields.Char(
+        "Phone Number ID", required=True, tracking=True, index=True,
+        help="The phone number's id in Meta's WhatsApp Manager (API Setup). Webhooks are routed by it.")
+    business_account_id = fields.Char(
+        "WhatsApp Business Account ID", tracking=True,
+        help="The WABA id; templates are listed and created under it.")
+    app_id = fields.Char(
+        "Meta App ID", help="Needed to upload example media when submitting templates with a media header.")
+    access_token = fields.Char(
+        groups="strato_whatsapp.group_whatsapp_admin", copy=False,
+        help="A permanent System User token with whatsapp_business_messaging and "
+             "whatsapp_business_management permissions.")
+    app_secret = fields.Char(
+        groups="strato_whatsapp.group_whatsapp_admin", copy=False,
+        help="The Meta app's secret. Webhook signatures are checked with it; without it the webhook "
+             "refuses this number's messages.")
+    verify_token = fields.Char(
+        copy=False, default=lambda self: _new_verify_token(),
+        groups="strato_whatsapp.group_whatsapp_admin",
+        help="Any secret string; paste the same value in Meta's webhook configuration.")
+    graph_api_url = fields.Char(
+        "Graph API URL", required=True, default=const.DEFAULT_GRAPH_API_URL,
+        help="Meta's Graph API, or a Business Solution Provider or the local simulator.")
+    graph_api_version = fields.Char(
+        "Graph API Version", required=True, default=const.DEFAULT_GRAPH_API_VERSION,
+        help="Meta supports each version for about two years; keep a current one.")
+    webhook_url = fields.Char("Webhook URL", compute="_compute_webhook_url")
+    webhook_accepts_posts = fields.Boolean(
+        "Webhook Accepts Messages", compute="_compute_webhook_accepts_posts",
+        help="Messages are only accepted when their signature can be checked with the App Secret.")
+    display_phone_number = fields.Char("Phone Number", readonly=True, copy=False)
+    verified_name = fields.Char(readonly=True, copy=False)
+    quality_rating = fields.Char(readonly=True, copy=False)
+    token_invalid = fields.Boolean(
+        "Token Needs Renewal", readonly=True, copy=False, tracking=True,
+        help="Meta refused the access token. Nothing is sent from this number until a new token is saved.")
+    conversation_ids = fields.One2many("strato.whatsapp.conversation", "account_id")
+    conversation_count = fields.Integer(compute="_compute_conversation_count")
+
+    _sql_constraints = [
+        ("phone_number_id_company_uniq", "unique(company_id, phone_number_id)",
+         "This phone number id is already configured for this company."),
+    ]
+
+    @api.depends_context("company")
+    def _compute_webhook_url(self):
+        base_url = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
+        for account in self:
+            account.webhook_url = base_url.rstrip("/") + WEBHOOK_ROUTE
+
+    def _compute_webhook_accepts_posts(self):
+        secrets_by_id = {account.id: account.app_secret for account in self.sudo()}
+        for account in self:
+            account.webhook_accepts_posts = bool(secrets_by_id.get(account.id))
+
+    def _compute_conversation_count(self):
+        counts = dict(self.env["strato.whatsapp.conversation"]._read_group(
+            [("account_id", "in", self.ids)], ["account_id"], ["__count"]))
+        for account in self:
+            account.conversation_count = counts.get(account, 0)
+
+    @api.constrains("graph_api_version")
+    def _check_graph_api_version(self):
+        for account in self:
+            match = _VERSION_PATTERN.match(account.graph_api_version or "")
+            if not match:
+                raise ValidationError(_("The Graph API version must look like v25.0."))
+            if (int(match[1]), int(match[2])) < const.MIN_GRAPH_API_VERSION:
+                raise ValidationError(_(
+                    "Graph API %(version)s is expired or about to expire at Meta; use %(default)s.",
+                    version=account.graph_api_version, default=const.DEFAULT_GRAPH_API_VERSION))
+
+    @api.constrains("graph_api_url")
+    def _check_graph_api_url(self):
+        for account in self:
+            if not re.match(r"^https?://[^\s/]+", account.graph_api_url or ""):
+                raise ValidationError(_("The Graph API URL must start with https:// (or http:// for a local simulator)."))
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        for vals in vals_list:
+            self._normalize_vals(vals)
+            if not vals.get("verify_token"):
+                vals["verify_token"] = _new_verify_token()
+        return super().create(vals_list)
+
+    def write(self, vals):
+        self._normalize_vals(vals)
+        if "verify_token" in vals and not vals["verify_token"]:
+            vals["verify_token"] = _new_verify_token()
+        if vals.get("access_token"):
+            vals.setdefault("token_invalid", False)
+        return super().write(vals)
+
+    @api.model
+    def _normalize_vals(self, vals):
+        for fname in ("phone_number_id", "business_account_id", "app_id", "access_token", "app_secret",
+                      "graph_api_version"):
+            if isinstance(vals.get(fname), str):
+                vals[fname] = vals[fname].strip()
+        if isinstance(vals.get("graph_api_url"), str):
+            vals["graph_api_url"] = vals["graph_api_url"].strip().rstrip("/")
+
+    def _graph_client(self):
+        """The Graph API client for this account (credentials read as superuser: no user ever sees them)."""
+        self.ensure_one()
+        account = self.sudo()
+        if not account.access_token:
+            raise UserError(_("The WhatsApp account %s has no access token yet.", account.name))
+        return graph_api.GraphApiClient(
+            account.phone_number_id, account.access_token,
+            api_url=account.graph_api_url, api_version=account.graph_api_version,
+            waba_id=account.business_account_id or None, app_id=account.app_id or None)
+
+    def action_test_connection(self):
+        """Ask Meta for the phone number's details and tell the user, in plain words, what happened."""
+        self.ensure_one()
+        try:
+            info = self._graph_client().get_phone_number_info()
+        except graph_api.GraphApiError as error:
+            if isinstance(error, graph_api.AuthError):
+                self.sudo().token_invalid = True
+            return self._notification(_("Connection failed"), self._explain_error(error), "danger")
+        self.sudo().write({
+            "display_phone_number": info.get("display_phone_number"),
+            "verified_name": info.get("verified_name"),
+            "quality_rating": info.get("quality_rating"),
+            "token_invalid": False,
+        })
+        message = _("Connected to %(name)s (%(number)s), quality rating %(quality)s.",
+                    name=info.get("verified_name") or "?", number=info.get("display_phone_number") or "?",
+                    quality=info.get("quality_rating") or "?")
+        return self._notification(_("Connection works"), message, "success")
+
+    @api.model
+    def _explain_error(self, error):
+        """A sentence an administrator can act on, for a Graph API error."""
+        if isinstance(error, graph_api.AuthError):
+            return _("Meta refused the access token: it is wrong or has expired. Paste a new one.")
+        if isinstance(error, graph_api.GraphPermissionError):
+            return _("The token has no permission on this phone number. Check the System User's assets "
+                     "and its whatsapp_business_messaging permission.")
+        if isinstance(error, graph_api.RetryableError):
+            return _("Meta could not be reached or is busy (%s). Try again in a minute.", error)
+        return _("Meta answered with an error: %s", error)
+
+    @api.model
+    def _notification(self, title, message, kind):
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {"title": title, "message": message, "type": kind, "sticky": kind == "danger"},
+        }
+
+    def action_regenerate_verify_token(self):
+        self.sudo().write({"verify_token": _new_verify_token()})
+
+    def action_open_conversations(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id(
+            "strato_whatsapp.strato_whatsapp_conversation_action")
+        action["domain"] = [("account_id", "=", self.id)]
+        return action
+
+    @api.model
+    def _sync_from_environment(self, environ=None):
+        """Create or update the account described by the WHATSAPP_* environment variables, if any.
+
+        The original design configured a single number through the environment; such deployments keep
+        working, and the values they set win over edits made in the form.
+        """
+        environ = os.environ if environ is None else environ
+        vals = {fname: environ[var].strip() for var, fname in ENVIRONMENT_FIELDS.items() if environ.get(var, "").strip()}
+        if not (vals.get("phone_number_id") and vals.get("access_token")):
+            return self.browse()
+        accounts = self.sudo().with_context(active_test=False)
+        account = accounts.search([
+            ("phone_number_id", "=", vals["phone_number_id"]),
+            ("company_id", "=", self.env.company.id)], limit=1)
+        if account:
+            changed = {fname: value for fname, value in vals.items() if account[fname] != value}
+            if changed:
+                account.write(changed)
+            return account
+        vals.setdefault("name", _("WhatsApp %s", vals["phone_number_id"]))
+        _logger.info("WhatsApp account for phone number id %s created from the environment", vals["phone_number_id"])
+        return accounts.create(vals)
+
+    def _register_hook(self):
+        super()._register_hook()
+        if os.environ.get("WHATSAPP_PHONE_NUMBER_ID"):
+            self._sync_from_environment()

@@ -1,0 +1,83 @@
+import sys
+from pathlib import Path
+
+from odoo.tests import common, new_test_user
+
+DEVTOOLS = Path(__file__).resolve().parents[2] / "devtools"
+
+# Distinct from the demo account, which tests may run beside.
+SIM_ACCOUNT = {
+    "phone_number_id": "109000000000001",
+    "waba_id": "209000000000001",
+    "access_token": "test-token",
+    "app_secret": "test-app-secret",
+    "display_phone_number": "+34 600 000 900",
+    "verified_name": "Strato Inmobiliaria Test",
+    "app_id": "309000000000001",
+}
+
+
+def start_graph_simulator(test_class, accounts=(SIM_ACCOUNT,), **options):
+    """Start the Graph API simulator (real HTTP on loopback) for a test class; stopped after it."""
+    if str(DEVTOOLS) not in sys.path:
+        sys.path.insert(0, str(DEVTOOLS))
+    from graph_simulator import GraphSimulator  # dev tooling beside the addon, not a runtime dependency
+
+    simulator = GraphSimulator(host="127.0.0.1", port=0, accounts=list(accounts), **options)
+    simulator.start()
+    test_class.addClassCleanup(simulator.stop)
+    return simulator
+
+
+class WhatsappCase(common.TransactionCase):
+    """An account, a Spanish company context and users of each WhatsApp role."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.company = cls.env.company
+        cls.company.country_id = cls.env.ref("base.es")
+        cls.account = cls.env["strato.whatsapp.account"].create({
+            "name": "Ventas",
+            "phone_number_id": SIM_ACCOUNT["phone_number_id"],
+            "business_account_id": SIM_ACCOUNT["waba_id"],
+            "app_id": SIM_ACCOUNT["app_id"],
+            "access_token": SIM_ACCOUNT["access_token"],
+            "app_secret": SIM_ACCOUNT["app_secret"],
+            "graph_api_url": "http://127.0.0.1:9",  # nothing listens: tests that talk to Meta start the simulator
+        })
+        cls.salesman = new_test_user(
+            cls.env, login="wa_salesman", groups="strato_whatsapp.group_whatsapp_user", name="Ana Vendedora")
+        cls.other_salesman = new_test_user(
+            cls.env, login="wa_other", groups="strato_whatsapp.group_whatsapp_user", name="Otro Vendedor")
+        cls.sales_manager = new_test_user(
+            cls.env, login="wa_manager", name="Jefa de Ventas",
+            groups="strato_whatsapp.group_whatsapp_user,sales_team.group_sale_salesman_all_leads")
+        cls.wa_admin = new_test_user(
+            cls.env, login="wa_admin", groups="strato_whatsapp.group_whatsapp_admin", name="Admin WhatsApp")
+        cls.plain_salesman = new_test_user(
+            cls.env, login="plain_salesman", groups="sales_team.group_sale_salesman", name="Sin WhatsApp")
+
+    @classmethod
+    def _lead(cls, **vals):
+        vals.setdefault("name", "Lead")
+        return cls.env["crm.lead"].create(vals)
+
+    @classmethod
+    def _conversation(cls, lead, wa_id, account=None, **vals):
+        return cls.env["strato.whatsapp.conversation"].create({
+            "account_id": (account or cls.account).id,
+            "lead_id": lead.id if lead else False,
+            "wa_id": wa_id,
+            **vals,
+        })
+
+    @classmethod
+    def _message(cls, conversation, body="Hola", direction="inbound", **vals):
+        return cls.env["strato.whatsapp.message"].create({
+            "conversation_id": conversation.id,
+            "direction": direction,
+            "body": body,
+            "state": "received" if direction == "inbound" else "queued",
+            **vals,
+        })

@@ -1,0 +1,105 @@
+from odoo.exceptions import ValidationError
+from odoo.tests import tagged
+
+from .common import SIM_ACCOUNT, WhatsappCase, start_graph_simulator
+
+
+@tagged("post_install", "-at_install")
+class TestWhatsappAccount(WhatsappCase):
+
+    def test_verify_token_generated_when_empty(self):
+        self.assertGreaterEqual(len(self.account.verify_token), 24)
+        other = self.account.copy({"phone_number_id": "100000000000009"})
+        self.assertTrue(other.verify_token)
+        self.assertNotEqual(other.verify_token, self.account.verify_token)
+        self.assertFalse(other.access_token, "credentials are not copied")
+        self.account.verify_token = ""
+        self.assertTrue(self.account.verify_token)
+
+    def test_webhook_url_follows_base_url(self):
+        self.env["ir.config_parameter"].sudo().set_param("web.base.url", "https://crm.example.com/")
+        self.account.invalidate_recordset(["webhook_url"])
+        self.assertEqual(self.account.webhook_url, "https://crm.example.com/api/webhooks/whatsapp")
+
+    def test_webhook_needs_app_secret(self):
+        self.assertTrue(self.account.webhook_accepts_posts)
+        self.account.app_secret = False
+        self.assertFalse(self.account.webhook_accepts_posts)
+        # Salespeople see whether it works without seeing the secret.
+        self.account.app_secret = "s3cret"
+        self.assertTrue(self.account.with_user(self.salesman).webhook_accepts_posts)
+
+    def test_graph_api_defaults_and_version_check(self):
+        self.assertEqual(self.env["strato.whatsapp.account"].default_get(["graph_api_url"])["graph_api_url"],
+                         "https://graph.facebook.com")
+        self.assertIn(self.account.graph_api_version, ("v25.0", "v26.0"))
+        for expired in ("v17.0", "v19.0", "v21.0"):
+            with self.assertRaisesRegex(ValidationError, "expire"):
+                self.account.graph_api_version = expired
+        with self.assertRaisesRegex(ValidationError, "look like"):
+            self.account.graph_api_version = "latest"
+        self.account.graph_api_version = "v26.0"
+        with self.assertRaises(ValidationError):
+            self.account.graph_api_url = "graph.facebook.com"
+        self.account.graph_api_url = "https://bsp.example.com/graph/"
+        self.assertEqual(self.account.graph_api_url, "https://bsp.example.com/graph")
+
+    def test_account_from_environment_variables(self):
+        environ = {
+            "WHATSAPP_PHONE_NUMBER_ID": "100000000000077",
+            "WHATSAPP_ACCESS_TOKEN": "env-token",
+            "WHATSAPP_VERIFY_TOKEN": "env-verify",
+            "WHATSAPP_BUSINESS_ACCOUNT_ID": "200000000000077",
+            "WHATSAPP_APP_SECRET": "env-secret",
+        }
+        Account = self.env["strato.whatsapp.account"]
+        account = Account._sync_from_environment(environ)
+        self.assertRecordValues(account, [{
+            "phone_number_id": "100000000000077", "access_token": "env-token", "verify_token": "env-verify",
+            "business_account_id": "200000000000077", "app_secret": "env-secret", "company_id": self.company.id,
+        }])
+        environ["WHATSAPP_ACCESS_TOKEN"] = "rotated-token"
+        self.assertEqual(Account._sync_from_environment(environ), account)
+        self.assertEqual(account.access_token, "rotated-token")
+        self.assertFalse(Account._sync_from_environment({"WHATSAPP_PHONE_NUMBER_ID": "1"}),
+                         "no token, no account")
+
+
+@tagged("post_install", "-at_install")
+class TestWhatsappAccountConnection(WhatsappCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.simulator = start_graph_simulator(cls)
+        cls.account.graph_api_url = cls.simulator.url
+
+    def setUp(self):
+        super().setUp()
+        self.simulator.reset()
+
+    def test_connection_works(self):
+        result = self.account.action_test_connection()
+        self.assertEqual(result["params"]["type"], "success")
+        self.assertIn(SIM_ACCOUNT["verified_name"], result["params"]["message"])
+        self.assertEqual(self.account.display_phone_number, SIM_ACCOUNT["display_phone_number"])
+        self.assertEqual(self.account.quality_rating, "GREEN")
+        request = self.simulator.requests()[-1]
+        self.assertEqual(request["path"], f"/{self.account.graph_api_version}/{SIM_ACCOUNT['phone_number_id']}")
+        self.assertEqual(request["headers"]["authorization"], "Bearer test-token")
+
+    def test_wrong_token_is_explained_and_flagged(self):
+        self.account.access_token = "wrong"
+        result = self.account.action_test_connection()
+        self.assertEqual(result["params"]["type"], "danger")
+        self.assertIn("access token", result["params"]["message"])
+        self.assertNotIn("wrong", result["params"]["message"], "the token never shows in messages")
+        self.assertTrue(self.account.token_invalid)
+        self.account.access_token = SIM_ACCOUNT["access_token"]
+        self.assertFalse(self.account.token_invalid, "a new token clears the flag")
+
+    def test_meta_unreachable_is_explained(self):
+        self.simulator.set_faults([{"kind": "http", "status": 503, "code": 131000, "message": "Service unavailable"}])
+        result = self.account.action_test_connection()
+        self.assertEqual(result["params"]["type"], "danger")
+        self.assertIn("Try again", result["params"]["message"])
