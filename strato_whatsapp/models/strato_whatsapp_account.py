@@ -25,9 +25,6 @@ ENVIRONMENT_FIELDS = {
     "WHATSAPP_GRAPH_API_VERSION": "graph_api_version",
 }
 
-_VERSION_PATTERN = re.compile(r"^v(\d+)\.(\d+)$")
-
-
 def _new_verify_token():
     return secrets.token_urlsafe(24)
 
@@ -93,6 +90,7 @@ class StratoWhatsappAccount(models.Model):
         for account in self:
             account.webhook_url = base_url.rstrip("/") + WEBHOOK_ROUTE
 
+    @api.depends("app_secret")
     def _compute_webhook_accepts_posts(self):
         secrets_by_id = {account.id: account.app_secret for account in self.sudo()}
         for account in self:
@@ -107,10 +105,10 @@ class StratoWhatsappAccount(models.Model):
     @api.constrains("graph_api_version")
     def _check_graph_api_version(self):
         for account in self:
-            match = _VERSION_PATTERN.match(account.graph_api_version or "")
-            if not match:
+            status = graph_api.api_version_status(account.graph_api_version)
+            if status == const.API_VERSION_INVALID:
                 raise ValidationError(_("The Graph API version must look like v25.0."))
-            if (int(match[1]), int(match[2])) < const.MIN_GRAPH_API_VERSION:
+            if status != const.API_VERSION_SUPPORTED:
                 raise ValidationError(_(
                     "Graph API %(version)s is expired or about to expire at Meta; use %(default)s.",
                     version=account.graph_api_version, default=const.DEFAULT_GRAPH_API_VERSION))
@@ -143,6 +141,11 @@ class StratoWhatsappAccount(models.Model):
                       "graph_api_version"):
             if isinstance(vals.get(fname), str):
                 vals[fname] = vals[fname].strip()
+        if vals.get("graph_api_version"):
+            try:
+                vals["graph_api_version"] = graph_api.normalize_api_version(vals["graph_api_version"])
+            except ValueError:
+                pass  # left as typed: the constraint explains what is expected
         if isinstance(vals.get("graph_api_url"), str):
             vals["graph_api_url"] = vals["graph_api_url"].strip().rstrip("/")
 
