@@ -99,3 +99,71 @@ class CrmLead(models.Model):
         action["domain"] = [("lead_id", "=", self.id)]
         action["context"] = {"default_lead_id": self.id, "search_default_group_by_conversation": 0}
         return action
+
+    # ------------------------------------------------------------------
+    # Inbound: which lead a WhatsApp sender belongs to
+    # ------------------------------------------------------------------
+    def _whatsapp_is_open(self):
+        """Still being worked on: not lost (archived) and not won."""
+        self.ensure_one()
+        return self.active and not self.stage_id.is_won
+
+    @api.model
+    def _whatsapp_assign_leads(self, account, conversations):
+        """Give each conversation without an open lead one, found by number or created.
+
+        Rule: a conversation keeps its lead while the lead is open. Otherwise the most recent open lead
+        whose mobile or phone is the sender's number takes it; if there is none a new lead is created
+        (carrying over the previous lead's contact), so a customer who comes back after a won or lost
+        deal becomes a new opportunity and the old lead keeps its history.
+        """
+        orphans = conversations.filtered(lambda conversation: not (
+            conversation.lead_id and conversation.lead_id._whatsapp_is_open()))
+        if not orphans:
+            return
+        found = self._whatsapp_open_leads_by_key(account.company_id, orphans.mapped("wa_id"))
+        to_create = self.env["strato.whatsapp.conversation"]
+        for conversation in orphans:
+            lead = found.get(phone.match_key(conversation.wa_id))
+            if lead:
+                conversation.write({"lead_id": lead.id, "partner_id": lead.partner_id.id or conversation.partner_id.id})
+            else:
+                to_create |= conversation
+        if to_create:
+            leads = self.create([conversation._whatsapp_new_lead_values() for conversation in to_create])
+            for conversation, lead in zip(to_create, leads):
+                conversation.lead_id = lead
+
+    @api.model
+    def _whatsapp_open_leads_by_key(self, company, wa_ids):
+        """{match key: most recent open lead} for the given WhatsApp ids, in one indexed query."""
+        keys = list({phone.match_key(wa_id) for wa_id in wa_ids if wa_id})
+        if not keys:
+            return {}
+        leads = self.with_context(active_test=True).search([
+            "|", ("whatsapp_mobile_key", "in", keys), ("whatsapp_phone_key", "in", keys),
+            ("company_id", "in", [company.id, False]),
+        ], order="id desc")
+        found = {}
+        for lead in leads.filtered(lambda lead: not lead.stage_id.is_won):
+            for key in (lead.whatsapp_mobile_key, lead.whatsapp_phone_key):
+                if key in keys:
+                    found.setdefault(key, lead)
+        return found
+
+    @api.model
+    def _whatsapp_default_type(self):
+        uses_leads = self.env.ref("crm.group_use_lead") in self.env.ref("base.group_user").sudo().implied_ids
+        return "lead" if uses_leads else "opportunity"
+
+    def _whatsapp_set_opt_out(self, opted_out, number, reason):
+        """Record an opt-out (or opt-in) asked for on WhatsApp, for ``number`` and the leads' numbers."""
+        numbers = {number, *self.mapped("whatsapp_number")} - {False, None}
+        blacklist = self.env["phone.blacklist"].sudo()
+        if opted_out:
+            blacklist._add(list(numbers), message=reason)
+        else:
+            blacklist._remove(list(numbers), message=reason)
+        for lead in self:
+            lead._message_log(body=reason)
+        self.invalidate_recordset(["whatsapp_opt_out"])

@@ -3,7 +3,7 @@ import os
 import re
 import secrets
 
-from odoo import _, api, fields, models
+from odoo import _, api, fields, models, tools
 from odoo.exceptions import UserError, ValidationError
 
 from .. import const
@@ -34,6 +34,7 @@ class StratoWhatsappAccount(models.Model):
     _description = "WhatsApp Business Account"
     _inherit = ["mail.thread"]
     _order = "sequence, name, id"
+    _check_company_auto = True
 
     name = fields.Char(required=True, tracking=True)
     active = fields.Boolean(default=True, tracking=True)
@@ -73,6 +74,12 @@ class StratoWhatsappAccount(models.Model):
     display_phone_number = fields.Char("Phone Number", readonly=True, copy=False)
     verified_name = fields.Char(readonly=True, copy=False)
     quality_rating = fields.Char(readonly=True, copy=False)
+    team_id = fields.Many2one(
+        "crm.team", "Sales Team for New Leads", check_company=True,
+        help="Leads created from messages of unknown numbers go to this team (else the company's default team).")
+    user_id = fields.Many2one(
+        "res.users", "Salesperson for New Leads", check_company=True,
+        help="Leave empty to keep new WhatsApp leads unassigned, for lead assignment or any salesperson to take.")
     token_invalid = fields.Boolean(
         "Token Needs Renewal", readonly=True, copy=False, tracking=True,
         help="Meta refused the access token. Nothing is sent from this number until a new token is saved.")
@@ -119,8 +126,30 @@ class StratoWhatsappAccount(models.Model):
             if not re.match(r"^https?://[^\s/]+", account.graph_api_url or ""):
                 raise ValidationError(_("The Graph API URL must start with https:// (or http:// for a local simulator)."))
 
+    @api.model
+    @tools.ormcache()
+    def _active_verify_tokens(self):
+        return tuple(token for token in self.sudo().search([]).mapped("verify_token") if token)
+
+    @api.model
+    @tools.ormcache("phone_number_ids", "waba_ids")
+    def _webhook_candidates(self, phone_number_ids, waba_ids):
+        """((account id, app secret), ...) of the active accounts a webhook body may be for.
+
+        Messages and statuses name their phone number; template events only their WABA. Only accounts
+        with an app secret can be candidates: without it no signature can be checked. Cached: this runs
+        on every webhook POST, and accounts change rarely (any write clears the cache).
+        """
+        if phone_number_ids:
+            domain = [("phone_number_id", "in", list(phone_number_ids))]
+        else:
+            domain = [("business_account_id", "in", list(waba_ids))]
+        accounts = self.sudo().search(domain + [("app_secret", "!=", False)])
+        return tuple((account.id, account.app_secret) for account in accounts)
+
     @api.model_create_multi
     def create(self, vals_list):
+        self.env.registry.clear_cache()
         for vals in vals_list:
             self._normalize_vals(vals)
             if not vals.get("verify_token"):
@@ -128,6 +157,7 @@ class StratoWhatsappAccount(models.Model):
         return super().create(vals_list)
 
     def write(self, vals):
+        self.env.registry.clear_cache()
         self._normalize_vals(vals)
         if "verify_token" in vals and not vals["verify_token"]:
             vals["verify_token"] = _new_verify_token()
@@ -148,6 +178,10 @@ class StratoWhatsappAccount(models.Model):
                 pass  # left as typed: the constraint explains what is expected
         if isinstance(vals.get("graph_api_url"), str):
             vals["graph_api_url"] = vals["graph_api_url"].strip().rstrip("/")
+
+    def unlink(self):
+        self.env.registry.clear_cache()
+        return super().unlink()
 
     def _graph_client(self):
         """The Graph API client for this account (credentials read as superuser: no user ever sees them)."""

@@ -95,3 +95,82 @@ class StratoWhatsappConversation(models.Model):
             "res_id": self.lead_id.id,
             "views": [(False, "form")],
         }
+
+    # ------------------------------------------------------------------
+    # Inbound: one conversation per (account, WhatsApp user)
+    # ------------------------------------------------------------------
+    @api.model
+    def _for_senders(self, account, senders):
+        """Conversations for ``senders`` ({key: (wa_id, bsuid, profile_name)}), found or created.
+
+        A user is known by wa_id, by BSUID (username users who hide their number), or both. When a
+        message carries both and we hold separate conversations for each, they are joined so the
+        history is not split. Returns {key: conversation}.
+        """
+        wa_ids = {wa_id for wa_id, _bsuid, _name in senders.values() if wa_id}
+        bsuids = {bsuid for _wa_id, bsuid, _name in senders.values() if bsuid}
+        existing = self.search([("account_id", "=", account.id), "|",
+                                ("wa_id", "in", list(wa_ids)), ("bsuid", "in", list(bsuids))])
+        by_wa_id = {conversation.wa_id: conversation for conversation in existing if conversation.wa_id}
+        by_bsuid = {conversation.bsuid: conversation for conversation in existing if conversation.bsuid}
+        result = {}
+        for key, (wa_id, bsuid, profile_name) in senders.items():
+            conversation = self._join(by_wa_id.get(wa_id), by_bsuid.get(bsuid), wa_id, bsuid)
+            if not conversation:
+                conversation = self.create({
+                    "account_id": account.id, "wa_id": wa_id, "bsuid": bsuid, "profile_name": profile_name})
+            elif profile_name and conversation.profile_name != profile_name:
+                conversation.profile_name = profile_name
+            if wa_id:
+                by_wa_id[wa_id] = conversation
+            if bsuid:
+                by_bsuid[bsuid] = conversation
+            result[key] = conversation
+        return result
+
+    def _join(self, by_number, by_bsuid, wa_id, bsuid):
+        """The single conversation for a sender known by number and/or BSUID, merging two into one."""
+        if by_number and by_bsuid and by_number != by_bsuid:
+            by_bsuid._merge_into(by_number)
+        conversation = by_number or by_bsuid
+        if conversation:
+            missing = {}
+            if wa_id and not conversation.wa_id:
+                missing["wa_id"] = wa_id
+            if bsuid and not conversation.bsuid:
+                missing["bsuid"] = bsuid
+            if missing:
+                conversation.write(missing)
+        return conversation
+
+    def _merge_into(self, target):
+        """Move this conversation's messages into ``target`` and delete it."""
+        self.ensure_one()
+        self.message_ids.write({"conversation_id": target.id})
+        values = {"bsuid": target.bsuid or self.bsuid, "lead_id": target.lead_id.id or self.lead_id.id,
+                  "partner_id": target.partner_id.id or self.partner_id.id,
+                  "last_inbound_at": max(filter(None, [target.last_inbound_at, self.last_inbound_at]), default=False),
+                  "last_message_at": max(filter(None, [target.last_message_at, self.last_message_at]), default=False)}
+        self.unlink()  # first: its bsuid must be free before the target takes it
+        target.write(values)
+
+    def _whatsapp_new_lead_values(self):
+        """Values of the lead created for a sender we have no open lead for."""
+        self.ensure_one()
+        e164 = phone.e164_from_wa_id(self.wa_id) if self.wa_id else False
+        number = e164 or (self.wa_id and "+" + self.wa_id)
+        previous = self.lead_id
+        account = self.account_id
+        team = account.team_id or self.env["crm.team"]._get_default_team_id(
+            domain=[("company_id", "in", [account.company_id.id, False])])
+        return {
+            "name": self.profile_name or (number and phone.format_international(number)) or self.bsuid,
+            "contact_name": self.profile_name or previous.contact_name,
+            "partner_id": previous.partner_id.id or self.partner_id.id,
+            "phone": number and phone.format_international(number),
+            "type": self.env["crm.lead"]._whatsapp_default_type(),
+            "source_id": self.env.ref("strato_whatsapp.utm_source_whatsapp").id,
+            "team_id": team.id,
+            "user_id": account.user_id.id,
+            "company_id": account.company_id.id,
+        }

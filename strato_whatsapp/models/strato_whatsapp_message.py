@@ -1,4 +1,38 @@
-from odoo import api, fields, models
+import logging
+import mimetypes
+import threading
+from datetime import timedelta
+
+from markupsafe import Markup
+
+from odoo import _, api, fields, models
+from odoo.tools.mail import plaintext2html
+
+from .. import const
+from ..tools import graph_api, phone, webhook
+
+_logger = logging.getLogger(__name__)
+
+# Our message id travels to Meta in biz_opaque_callback_data and comes back on every status, so a
+# status that beats the send transaction's commit can still find its message.
+CALLBACK_PREFIX = "swa:"
+
+# Outcome unknown: the send may or may not have reached Meta; any status proves it did.
+STATE_RANK = {**const.STATE_RANK, "unknown": const.STATE_RANK[const.STATE_SENDING]}
+
+MEDIA_STATES = [
+    ("none", "No Media"),
+    ("pending", "To Download"),
+    ("done", "Downloaded"),
+    ("failed", "Download Failed"),
+    ("too_large", "Too Large"),
+]
+
+DEFAULT_MEDIA_MAX_BYTES = 25 * 1024 * 1024
+MEDIA_BATCH_SIZE = 20
+
+DEFAULT_OPT_OUT_KEYWORDS = "STOP,BAJA"
+DEFAULT_OPT_IN_KEYWORDS = "START,ALTA"
 
 MESSAGE_TYPES = [
     ("text", "Text"),
@@ -74,6 +108,23 @@ class StratoWhatsappMessage(models.Model):
     error_message = fields.Text(readonly=True, copy=False)
     attempt_count = fields.Integer("Attempts", readonly=True, copy=False)
     next_attempt_at = fields.Datetime("Next Attempt", readonly=True, copy=False)
+    media_state = fields.Selection(MEDIA_STATES, default="none", required=True, copy=False, index=True)
+    media_sha256 = fields.Char(copy=False)
+    is_voice = fields.Boolean("Voice Note")
+    media_attempt_count = fields.Integer(copy=False)
+    media_retry_at = fields.Datetime(copy=False)
+    latitude = fields.Float(digits=(10, 7))
+    longitude = fields.Float(digits=(10, 7))
+    reaction_emoji = fields.Char("Reaction", help="The contact's reaction to this message.")
+    mail_message_id = fields.Many2one("mail.message", "Chatter Message", ondelete="set null", copy=False)
+    # What Meta's statuses tell about the conversation and its price.
+    meta_conversation_id = fields.Char("Meta Conversation", readonly=True, copy=False)
+    conversation_origin = fields.Char(readonly=True, copy=False, help="Meta's conversation origin type.")
+    conversation_expires_at = fields.Datetime(readonly=True, copy=False)
+    pricing_category = fields.Char(readonly=True, copy=False, help="marketing, utility, authentication, service...")
+    pricing_model = fields.Char(readonly=True, copy=False)
+    pricing_type = fields.Char(readonly=True, copy=False)
+    pricing_billable = fields.Boolean("Billable", readonly=True, copy=False)
 
     _sql_constraints = [
         ("account_wamid_uniq", "unique(account_id, wamid)", "This WhatsApp message is already stored."),
@@ -81,6 +132,19 @@ class StratoWhatsappMessage(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        messages = self._create_with_leads(vals_list)
+        if any(vals.get("wamid") and vals.get("direction") == "outbound" for vals in vals_list):
+            self.env["strato.whatsapp.early.status"]._apply_for(messages.filtered(lambda m: m.direction == "outbound"))
+        return messages
+
+    def write(self, vals):
+        result = super().write(vals)
+        if vals.get("wamid"):
+            self.env["strato.whatsapp.early.status"]._apply_for(self.filtered(lambda m: m.direction == "outbound"))
+        return result
+
+    @api.model
+    def _create_with_leads(self, vals_list):
         conversation_ids = {vals["conversation_id"] for vals in vals_list if not vals.get("lead_id")}
         lead_by_conversation = {
             conversation.id: conversation.lead_id.id
@@ -89,3 +153,339 @@ class StratoWhatsappMessage(models.Model):
             if not vals.get("lead_id"):
                 vals["lead_id"] = lead_by_conversation.get(vals["conversation_id"], False)
         return super().create(vals_list)
+
+    # ------------------------------------------------------------------
+    # Inbound messages
+    # ------------------------------------------------------------------
+    @api.model
+    def _receive(self, account, events):
+        """Store inbound messages (``webhook.InboundMessage``) of ``account``; redeliveries are skipped."""
+        events = self._new_events_only(account, events)
+        if not events:
+            return self.browse()
+        senders = {event.wamid: (event.wa_id, event.bsuid, event.profile_name or event.username) for event in events}
+        conversations = self.env["strato.whatsapp.conversation"]._for_senders(account, senders)
+        unique_conversations = self.env["strato.whatsapp.conversation"].union(*conversations.values())
+        self.env["crm.lead"]._whatsapp_assign_leads(account, unique_conversations)
+        messages = self.create([self._inbound_values(event, conversations[event.wamid]) for event in events])
+        messages._touch_conversations()
+        messages._apply_reactions()
+        messages._post_inbound_to_chatter()
+        messages._apply_opt_keywords()
+        messages._notify_chat()
+        if any(message.media_state == "pending" for message in messages):
+            self.env.ref("strato_whatsapp.ir_cron_whatsapp_media")._trigger()
+        return messages
+
+    @api.model
+    def _new_events_only(self, account, events):
+        unique = {}
+        for event in events:
+            unique.setdefault(event.wamid, event)
+        known = set(self.with_context(active_test=False).search([
+            ("account_id", "=", account.id), ("wamid", "in", list(unique))]).mapped("wamid"))
+        return [event for wamid, event in unique.items() if wamid not in known]
+
+    @api.model
+    def _inbound_values(self, event, conversation):
+        message_type = event.message_type if event.message_type in dict(MESSAGE_TYPES) else "unsupported"
+        values = {
+            "conversation_id": conversation.id,
+            "lead_id": conversation.lead_id.id,
+            "direction": "inbound",
+            "message_type": message_type,
+            "state": "received",
+            "wamid": event.wamid,
+            "message_at": event.timestamp,
+            "body": self._inbound_body(event),
+            "reply_to_wamid": event.context_wamid or (event.reaction and event.reaction.message_id) or False,
+        }
+        if event.media:
+            values.update({
+                "media_id": event.media.media_id, "media_mime_type": event.media.mime_type,
+                "media_filename": event.media.filename, "media_sha256": event.media.sha256,
+                "media_state": "pending", "is_voice": event.media.is_voice})
+        if event.location:
+            values.update({"latitude": event.location.latitude, "longitude": event.location.longitude})
+        return values
+
+    @api.model
+    def _inbound_body(self, event):
+        """The message as text an agent reads in lists, search and the chatter."""
+        if event.location:
+            place = ", ".join(filter(None, [event.location.name, event.location.address]))
+            return "\n".join(filter(None, [place, webhook.map_link(event.location.latitude, event.location.longitude)]))
+        if event.contacts:
+            return "\n".join(
+                " ".join(filter(None, [card.get("formatted_name"), ", ".join(card.get("phones") or [])]))
+                for card in event.contacts)
+        if event.order:
+            items = len(event.order.product_items)
+            return "\n".join(filter(None, [_("Order of %s item(s)", items), event.order.text]))
+        if event.message_type == "unsupported" or (event.errors and not event.text):
+            reasons = "; ".join(filter(None, (error.title or error.message for error in event.errors)))
+            return _("Message type not supported by WhatsApp Cloud API%s", f": {reasons}" if reasons else "")
+        return event.text or ""
+
+    def _touch_conversations(self):
+        latest = {}
+        for message in self:
+            conversation = message.conversation_id
+            latest[conversation] = max(latest.get(conversation) or message.message_at, message.message_at)
+        for conversation, when in latest.items():
+            values = {"last_message_at": max(when, conversation.last_message_at or when), "state": "open"}
+            if not conversation.last_inbound_at or when > conversation.last_inbound_at:
+                values["last_inbound_at"] = when
+            conversation.write(values)
+
+    def _apply_reactions(self):
+        reactions = self.filtered(lambda message: message.message_type == "reaction" and message.reply_to_wamid)
+        if not reactions:
+            return
+        targets = self.search([("account_id", "in", reactions.account_id.ids),
+                               ("wamid", "in", reactions.mapped("reply_to_wamid"))])
+        by_wamid = {(target.account_id.id, target.wamid): target for target in targets}
+        for reaction in reactions:
+            target = by_wamid.get((reaction.account_id.id, reaction.reply_to_wamid))
+            if target:
+                target.reaction_emoji = reaction.body or False
+
+    def _chatter_text(self):
+        """One line or more of plain text describing the message, for the chatter."""
+        self.ensure_one()
+        labels = {
+            "image": _("Image"), "video": _("Video"), "audio": _("Audio"), "document": _("Document"),
+            "sticker": _("Sticker"), "location": _("Location"), "contacts": _("Contact card"),
+            "order": _("Order"),
+        }
+        label = labels.get(self.message_type)
+        if self.message_type == "audio" and self.is_voice:
+            label = _("Voice message")
+        if self.message_type == "document" and self.media_filename:
+            label = _("Document: %s", self.media_filename)
+        return "\n".join(filter(None, [label and f"[{label}]", self.body]))
+
+    def _post_inbound_to_chatter(self):
+        for message in self:
+            lead = message.lead_id
+            if not lead or message.message_type == "reaction":
+                continue
+            conversation = message.conversation_id
+            author = conversation.partner_id or lead.partner_id
+            sender = conversation.profile_name or lead.contact_name or _("WhatsApp contact")
+            number = conversation.wa_id and phone.format_international("+" + conversation.wa_id)
+            body = Markup('<p class="o_strato_whatsapp"><i class="fa fa-whatsapp" title="WhatsApp"/> %s</p>') % \
+                plaintext2html(message._chatter_text() or _("(empty message)"))
+            mail_message = lead.with_context(mail_create_nosubscribe=True).message_post(
+                body=body, message_type="comment", subtype_xmlid="mail.mt_comment",
+                author_id=author.id or None,
+                email_from=False if author else f"{sender} (WhatsApp {number or conversation.bsuid})",
+                attachment_ids=message.attachment_ids.ids)
+            message.mail_message_id = mail_message
+
+    def _apply_opt_keywords(self):
+        params = self.env["ir.config_parameter"].sudo()
+        opt_out = self._keywords(params.get_param("strato_whatsapp.opt_out_keywords", DEFAULT_OPT_OUT_KEYWORDS))
+        opt_in = self._keywords(params.get_param("strato_whatsapp.opt_in_keywords", DEFAULT_OPT_IN_KEYWORDS))
+        for message in self.filtered(lambda message: message.message_type == "text" and message.body):
+            word = message.body.strip().upper()
+            if word not in opt_out and word not in opt_in:
+                continue
+            wa_id = message.conversation_id.wa_id
+            number = wa_id and (phone.e164_from_wa_id(wa_id) or "+" + wa_id)
+            if word in opt_out:
+                reason = _("Asked to stop WhatsApp messages by replying “%s”.", message.body.strip())
+            else:
+                reason = _("Asked to receive WhatsApp messages again by replying “%s”.", message.body.strip())
+            message.lead_id._whatsapp_set_opt_out(word in opt_out, number, reason)
+
+    @api.model
+    def _keywords(self, text):
+        return {word.strip().upper() for word in (text or "").split(",") if word.strip()}
+
+    def _notify_chat(self):
+        """Tell open chats (the leads' salespeople) that messages arrived or changed."""
+        by_partner = {}
+        for message in self:
+            partner = message.lead_id.user_id.partner_id
+            if partner:
+                by_partner.setdefault(partner, []).append(message)
+        for partner, messages in by_partner.items():
+            self.env["bus.bus"]._sendone(partner, "strato_whatsapp/messages", {
+                "message_ids": [message.id for message in messages],
+                "lead_ids": list({message.lead_id.id for message in messages}),
+            })
+
+    # ------------------------------------------------------------------
+    # Statuses: the state machine of outbound messages, driven by Meta
+    # ------------------------------------------------------------------
+    @api.model
+    def _apply_statuses(self, account, events):
+        """Apply status webhooks (``webhook.StatusUpdate``) of ``account``, oldest first.
+
+        States only move forward (a late "delivered" never undoes "read"); the same status twice
+        changes nothing; a status whose message we do not know yet is kept until the message appears.
+        """
+        by_wamid, by_id = self._status_targets(account, events)
+        early = []
+        for event in sorted(events, key=lambda event: event.timestamp):
+            message = by_wamid.get(event.wamid) or by_id.get(self._callback_message_id(event))
+            if message:
+                message._apply_status(event)
+            else:
+                early.append(event)
+        if early:
+            self.env["strato.whatsapp.early.status"]._keep(account, early)
+
+    @api.model
+    def _status_targets(self, account, events):
+        wamids = list({event.wamid for event in events})
+        ids = [message_id for message_id in map(self._callback_message_id, events) if message_id]
+        messages = self.search([("account_id", "=", account.id), "|",
+                                ("wamid", "in", wamids), ("id", "in", ids)])
+        by_wamid = {message.wamid: message for message in messages if message.wamid}
+        by_id = {message.id: message for message in messages if message.direction == "outbound"}
+        return by_wamid, by_id
+
+    @api.model
+    def _callback_message_id(self, event):
+        data = event.biz_opaque_callback_data or ""
+        if data.startswith(CALLBACK_PREFIX) and data[len(CALLBACK_PREFIX):].isdigit():
+            return int(data[len(CALLBACK_PREFIX):])
+        return None
+
+    def _apply_status(self, event):
+        self.ensure_one()
+        state = const.META_STATUS_TO_STATE.get(event.status)
+        values = self._status_pricing_values(event)
+        if not self.wamid:
+            values["wamid"] = event.wamid
+        if state == const.STATE_FAILED:
+            if self.state in const.FAILED_ALLOWED_FROM or self.state == "unknown":
+                values.update(self._failure_values(event))
+        elif state and STATE_RANK.get(state, -1) > STATE_RANK.get(self.state, 99):
+            values["state"] = state
+        if state and state != const.STATE_FAILED:
+            timestamp_field = f"{state}_at"
+            if not self[timestamp_field]:
+                values[timestamp_field] = event.timestamp
+        values = {key: value for key, value in values.items() if self[key] != value}
+        if values:
+            self.write(values)
+            if values.get("state") == "failed":
+                self._log_failure_on_lead()
+            if "state" in values:
+                self._notify_chat()
+
+    @api.model
+    def _status_pricing_values(self, event):
+        values = {}
+        if event.conversation_id:
+            values.update({"meta_conversation_id": event.conversation_id,
+                           "conversation_origin": event.conversation_origin or False,
+                           "conversation_expires_at": event.conversation_expiration or False})
+        if event.pricing_category or event.pricing_model:
+            values.update({"pricing_category": event.pricing_category or False,
+                           "pricing_model": event.pricing_model or False,
+                           "pricing_type": event.pricing_type or False,
+                           "pricing_billable": bool(event.pricing_billable)})
+        return values
+
+    @api.model
+    def _failure_values(self, event):
+        error = event.errors[0] if event.errors else None
+        text = " ".join(filter(None, [error and (error.title or error.message),
+                                      error and error.details])) if error else ""
+        return {
+            "state": "failed",
+            "failed_at": event.timestamp,
+            "error_code": error.code if error and error.code else 0,
+            "error_message": text or _("Meta reported the message as failed without a reason."),
+        }
+
+    def _log_failure_on_lead(self):
+        for message in self.filtered("lead_id"):
+            body = Markup("<p>%s</p><p>%s</p>") % (
+                _("A WhatsApp message could not be delivered (error %s):", message.error_code or "?"),
+                message.error_message or "")
+            message.lead_id._message_log(body=body)
+
+    # ------------------------------------------------------------------
+    # Inbound media: fetched by a cron, never inside the webhook request
+    # ------------------------------------------------------------------
+    @api.model
+    def _cron_fetch_media(self):
+        """Download pending inbound media into attachments, retrying failed downloads with backoff."""
+        while True:
+            self.flush_model(["media_state", "media_retry_at"])
+            self.env.cr.execute("""
+                SELECT id FROM strato_whatsapp_message
+                 WHERE media_state = 'pending'
+                   AND (media_retry_at IS NULL OR media_retry_at <= %s)
+                 ORDER BY id LIMIT %s FOR NO KEY UPDATE SKIP LOCKED
+            """, [fields.Datetime.now(), MEDIA_BATCH_SIZE])
+            messages = self.browse(row[0] for row in self.env.cr.fetchall())
+            if not messages:
+                return
+            for message in messages:
+                message._fetch_media()
+            if not getattr(threading.current_thread(), "testing", False):
+                self.env.cr.commit()
+
+    def _fetch_media(self):
+        self.ensure_one()
+        max_bytes = int(self.env["ir.config_parameter"].sudo().get_param(
+            "strato_whatsapp.media_max_bytes", DEFAULT_MEDIA_MAX_BYTES))
+        try:
+            client = self.account_id._graph_client()
+            info = client.get_media_url(self.media_id)
+            if (info.get("file_size") or 0) > max_bytes:
+                raise graph_api.MediaError("The media file is larger than allowed", retryable=False,
+                                           details=f"limit {max_bytes} bytes")
+            content = client.download_media(info["url"], max_bytes=max_bytes, sha256=info.get("sha256"))
+        except graph_api.GraphApiError as error:
+            self._media_failed(error, max_bytes)
+            return
+        except Exception as error:  # noqa: BLE001 - e.g. no token: retried like a network error
+            self._media_failed(graph_api.GraphApiError(str(error), retryable=True), max_bytes)
+            return
+        self._attach_media(content, info.get("mime_type") or self.media_mime_type)
+
+    def _attach_media(self, content, mime_type):
+        attachment = self.env["ir.attachment"].sudo().create({
+            "name": self.media_filename or self._media_default_filename(mime_type),
+            "raw": content,
+            "mimetype": mime_type or "application/octet-stream",
+            "res_model": "crm.lead" if self.lead_id else self._name,
+            "res_id": self.lead_id.id or self.id,
+        })
+        self.write({"attachment_ids": [(4, attachment.id)], "media_state": "done", "media_retry_at": False,
+                    "media_mime_type": mime_type or self.media_mime_type})
+        if self.mail_message_id:
+            self.mail_message_id.sudo().attachment_ids = [(4, attachment.id)]
+        self._notify_chat()
+
+    def _media_default_filename(self, mime_type):
+        extension = mimetypes.guess_extension((mime_type or "").split(";")[0].strip()) or ""
+        return f"whatsapp-{self.message_type}-{self.id}{extension}"
+
+    def _media_failed(self, error, max_bytes):
+        attempts = self.media_attempt_count + 1
+        too_large = "larger than allowed" in (error.message or "")
+        if error.retryable and attempts < const.MEDIA_RETRY_MAX_ATTEMPTS and not too_large:
+            self.write({"media_attempt_count": attempts, "media_retry_at": fields.Datetime.now() +
+                        timedelta(seconds=graph_api.retry_delay(attempts, error.retry_after))})
+            return
+        _logger.warning("WhatsApp media %s of message %s not downloaded: %s", self.media_id, self.id, error)
+        self.write({"media_attempt_count": attempts, "media_state": "too_large" if too_large else "failed",
+                    "media_retry_at": False})
+        if self.lead_id:
+            reason = (_("The file is larger than %s MB.", max_bytes // (1024 * 1024)) if too_large
+                      else _("WhatsApp did not deliver the file (%s).", error.message))
+            self.lead_id._message_log(body=_("A WhatsApp %(kind)s from the contact could not be downloaded. %(reason)s",
+                                             kind=dict(MESSAGE_TYPES).get(self.message_type), reason=reason))
+
+    def action_retry_media(self):
+        self.filtered(lambda message: message.media_id and message.media_state in ("failed", "pending")).write(
+            {"media_state": "pending", "media_retry_at": False, "media_attempt_count": 0})
+        self.env.ref("strato_whatsapp.ir_cron_whatsapp_media")._trigger()

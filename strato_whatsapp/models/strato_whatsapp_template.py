@@ -1,4 +1,10 @@
-from odoo import api, fields, models
+import logging
+
+from odoo import _, api, fields, models
+
+from ..tools import webhook
+
+_logger = logging.getLogger(__name__)
 
 TEMPLATE_CATEGORIES = [
     ("MARKETING", "Marketing"),
@@ -14,6 +20,21 @@ TEMPLATE_STATUSES = [
     ("paused", "Paused"),
     ("disabled", "Disabled"),
 ]
+
+
+# Meta's template statuses (API and webhook events) -> ours.
+META_TEMPLATE_STATUS = {
+    "APPROVED": "approved",
+    "PENDING": "pending",
+    "IN_APPEAL": "pending",
+    "REJECTED": "rejected",
+    "PAUSED": "paused",
+    "DISABLED": "disabled",
+    "PENDING_DELETION": "disabled",
+    "DELETED": "disabled",
+    "ARCHIVED": "disabled",
+    "LIMIT_EXCEEDED": "disabled",
+}
 
 
 class StratoWhatsappTemplate(models.Model):
@@ -37,6 +58,9 @@ class StratoWhatsappTemplate(models.Model):
     meta_template_id = fields.Char("Meta Template ID", copy=False, index=True, readonly=True)
     body = fields.Text(required=True, help="The message text; {{1}}, {{2}}... are filled when sending.")
     rejected_reason = fields.Char(readonly=True, copy=False)
+    quality_score = fields.Selection(
+        [("GREEN", "High"), ("YELLOW", "Medium"), ("RED", "Low"), ("UNKNOWN", "Unknown")],
+        readonly=True, copy=False, help="Meta's quality rating, from recipients' feedback.")
 
     _sql_constraints = [
         ("name_language_account_uniq", "unique(account_id, name, language)",
@@ -47,3 +71,35 @@ class StratoWhatsappTemplate(models.Model):
     def _compute_display_name(self):
         for template in self:
             template.display_name = f"{template.name} ({template.language})" if template.name else ""
+
+    @api.model
+    def _apply_meta_events(self, account, events):
+        """Apply template webhooks (status, quality and category updates) to the templates they name."""
+        accounts = self.env["strato.whatsapp.account"].sudo().search([
+            ("business_account_id", "in", list({event.waba_id for event in events if event.waba_id}))]) or account
+        templates = self.with_context(active_test=False).search([
+            ("account_id", "in", accounts.ids),
+            ("meta_template_id", "in", [event.template_id for event in events])])
+        by_meta_id = {}
+        for template in templates:
+            by_meta_id.setdefault(template.meta_template_id, self.browse())
+            by_meta_id[template.meta_template_id] |= template
+        for event in events:
+            matched = by_meta_id.get(event.template_id)
+            if not matched:
+                _logger.info("WhatsApp template event for unknown template %s (%s)", event.template_id, event.name)
+                continue
+            matched.write(self._meta_event_values(event))
+
+    @api.model
+    def _meta_event_values(self, event):
+        if isinstance(event, webhook.TemplateStatusUpdate):
+            status = META_TEMPLATE_STATUS.get(event.event)
+            values = {"rejected_reason": (event.reason if event.reason and event.reason != "NONE" else False)}
+            if status:
+                values["status"] = status
+            return values
+        if isinstance(event, webhook.TemplateQualityUpdate):
+            return {"quality_score": event.new_quality_score if event.new_quality_score in
+                    dict(self._fields["quality_score"].selection) else "UNKNOWN"}
+        return {"category": event.new_category} if event.new_category in dict(TEMPLATE_CATEGORIES) else {}

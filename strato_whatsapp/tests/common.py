@@ -1,3 +1,6 @@
+import hashlib
+import hmac
+import json
 import sys
 from pathlib import Path
 
@@ -17,11 +20,18 @@ SIM_ACCOUNT = {
 }
 
 
+if str(DEVTOOLS) not in sys.path:
+    sys.path.insert(0, str(DEVTOOLS))
+from graph_simulator import payloads  # noqa: E402 - dev tooling beside the addon, not a runtime dependency
+
+
+def sign(body, secret):
+    return "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
 def start_graph_simulator(test_class, accounts=(SIM_ACCOUNT,), **options):
     """Start the Graph API simulator (real HTTP on loopback) for a test class; stopped after it."""
-    if str(DEVTOOLS) not in sys.path:
-        sys.path.insert(0, str(DEVTOOLS))
-    from graph_simulator import GraphSimulator  # dev tooling beside the addon, not a runtime dependency
+    from graph_simulator import GraphSimulator
 
     simulator = GraphSimulator(host="127.0.0.1", port=0, accounts=list(accounts), **options)
     simulator.start()
@@ -29,12 +39,13 @@ def start_graph_simulator(test_class, accounts=(SIM_ACCOUNT,), **options):
     return simulator
 
 
-class WhatsappCase(common.TransactionCase):
+class WhatsappFixtures:
     """An account, a Spanish company context and users of each WhatsApp role."""
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
+        cls.env.registry.clear_cache()  # account lookups are cached per registry; start clean
         cls.company = cls.env.company
         cls.company.country_id = cls.env.ref("base.es")
         cls.account = cls.env["strato.whatsapp.account"].create({
@@ -81,3 +92,43 @@ class WhatsappCase(common.TransactionCase):
             "state": "received" if direction == "inbound" else "queued",
             **vals,
         })
+
+
+class WhatsappCase(WhatsappFixtures, common.TransactionCase):
+    pass
+
+
+class WhatsappHttpCase(WhatsappFixtures, common.HttpCase):
+    """Posts to the webhook as Meta does, signed with the account's app secret."""
+
+    WEBHOOK = "/api/webhooks/whatsapp"
+
+    def _post(self, payload=None, raw=None, secret=None, signature=None, headers=None):
+        body = raw if raw is not None else json.dumps(payload).encode()
+        all_headers = {"Content-Type": "application/json"}
+        if signature is None:
+            signature = sign(body, secret or SIM_ACCOUNT["app_secret"])
+        if signature:
+            all_headers["X-Hub-Signature-256"] = signature
+        all_headers.update(headers or {})
+        return self.url_open(self.WEBHOOK, data=body, headers=all_headers)
+
+    def _receive(self, payload):
+        """Post a signed payload and process it as the cron would; returns the new messages."""
+        Message = self.env["strato.whatsapp.message"]
+        before = Message.search([]).ids
+        response = self._post(payload)
+        self.assertEqual(response.status_code, 200, response.text)
+        self.env["strato.whatsapp.webhook.event"]._cron_process()
+        return Message.search([("id", "not in", before)], order="id")
+
+    @staticmethod
+    def _inbound(wa_id="34600000001", profile="Lucía", msg_type="text", body="Hola, me interesa el piso", **fields):
+        return payloads.inbound_message(SIM_ACCOUNT["phone_number_id"], SIM_ACCOUNT["display_phone_number"],
+                                        wa_id, profile, msg_type=msg_type, body=body,
+                                        waba_id=SIM_ACCOUNT["waba_id"], **fields)
+
+    @staticmethod
+    def _status(wamid, status, recipient="34600000001", **fields):
+        return payloads.status_update(SIM_ACCOUNT["phone_number_id"], wamid, status, recipient,
+                                      waba_id=SIM_ACCOUNT["waba_id"], **fields)

@@ -1,0 +1,67 @@
+import hmac
+import logging
+
+from odoo import http
+from odoo.http import request
+
+from ..models.strato_whatsapp_account import WEBHOOK_ROUTE
+from ..tools import webhook
+
+_logger = logging.getLogger(__name__)
+
+# Meta's webhook bodies are a few KB; batches of a few hundred messages stay far below this.
+MAX_BODY_BYTES = 3 * 1024 * 1024
+
+
+def _plain(status, text=""):
+    return request.make_response(text, status=status, headers=[("Content-Type", "text/plain; charset=utf-8")])
+
+
+class WhatsappWebhookController(http.Controller):
+
+    @http.route(WEBHOOK_ROUTE, type="http", auth="public", methods=["GET", "POST"], csrf=False,
+                save_session=False)
+    def whatsapp_webhook(self, **params):
+        if request.httprequest.method == "GET":
+            return self._verify_subscription(params)
+        return self._receive()
+
+    def _verify_subscription(self, params):
+        """Meta's subscription handshake: echo the challenge when the verify token is one of ours."""
+        token = params.get("hub.verify_token") or ""
+        challenge = params.get("hub.challenge")
+        Account = request.env["strato.whatsapp.account"].sudo()
+        if params.get("hub.mode") == "subscribe" and challenge is not None and token:
+            if any(hmac.compare_digest(token, known) for known in Account._active_verify_tokens()):
+                return _plain(200, challenge)
+        _logger.warning("WhatsApp webhook verification refused (mode %r)", params.get("hub.mode"))
+        return _plain(403, "Forbidden")
+
+    def _receive(self):
+        """Authenticate the POST and store it; processing happens in a cron, so Meta gets its answer fast."""
+        length = request.httprequest.content_length
+        if length is not None and length > MAX_BODY_BYTES:
+            return _plain(413, "Payload Too Large")
+        raw_body = request.httprequest.get_data(cache=False)
+        if len(raw_body) > MAX_BODY_BYTES:
+            return _plain(413, "Payload Too Large")
+        try:
+            payload = webhook.parse_body(raw_body)
+        except webhook.WebhookPayloadError as error:
+            _logger.warning("WhatsApp webhook refused a malformed body: %s", error)
+            return _plain(400, str(error))
+        Account = request.env["strato.whatsapp.account"].sudo()
+        candidates = Account._webhook_candidates(
+            tuple(webhook.phone_number_ids(payload)), tuple(webhook.waba_ids(payload)))
+        if not candidates:
+            _logger.warning("WhatsApp webhook for unknown phone number ids %s / WABA %s: nothing stored",
+                            webhook.phone_number_ids(payload), webhook.waba_ids(payload))
+            return _plain(403, "Forbidden")
+        signature = request.httprequest.headers.get("X-Hub-Signature-256")
+        account_id = next((account_id for account_id, secret in candidates
+                           if webhook.signature_is_valid(raw_body, signature, secret)), None)
+        if account_id is None:
+            _logger.warning("WhatsApp webhook with a missing or wrong signature refused")
+            return _plain(403, "Forbidden")
+        request.env["strato.whatsapp.webhook.event"].sudo()._store(Account.browse(account_id), raw_body)
+        return _plain(200, "OK")

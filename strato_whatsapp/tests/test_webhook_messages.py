@@ -1,0 +1,179 @@
+from odoo.tests import tagged
+
+from .common import WhatsappHttpCase, payloads
+
+
+@tagged("post_install", "-at_install")
+class TestInboundMessages(WhatsappHttpCase):
+
+    def test_text_from_unknown_number_creates_lead_conversation_and_chatter(self):
+        message = self._receive(self._inbound(wa_id="34600000555", profile="Lucía Fernández", body="¿Sigue disponible?"))
+        self.assertRecordValues(message, [{
+            "direction": "inbound", "message_type": "text", "state": "received",
+            "body": "¿Sigue disponible?", "is_read": False}])
+        lead = message.lead_id
+        self.assertTrue(lead)
+        self.assertEqual(lead.name, "Lucía Fernández")
+        self.assertEqual(lead.contact_name, "Lucía Fernández")
+        self.assertEqual(lead.whatsapp_number, "+34600000555")
+        self.assertEqual(lead.source_id, self.env.ref("strato_whatsapp.utm_source_whatsapp"))
+        self.assertFalse(lead.user_id, "new WhatsApp leads wait for a salesperson, not OdooBot")
+        self.assertTrue(lead.stage_id, "the first stage of the team")
+        conversation = message.conversation_id
+        self.assertRecordValues(conversation, [{
+            "wa_id": "34600000555", "lead_id": lead.id, "profile_name": "Lucía Fernández",
+            "unread_count": 1, "window_open": True, "account_id": self.account.id}])
+        chatter = lead.message_ids.filtered(lambda mail: mail.message_type == "comment")
+        self.assertEqual(len(chatter), 1)
+        self.assertIn("¿Sigue disponible?", chatter.body)
+        self.assertEqual(message.mail_message_id, chatter)
+
+    def test_sender_matches_existing_lead_typed_in_national_format(self):
+        lead = self._lead(name="Departamento en Palermo", phone="011 15 2345-6789",
+                          country_id=self.env.ref("base.ar").id, user_id=self.salesman.id)
+        message = self._receive(self._inbound(wa_id="5491123456789", profile="Martín"))
+        self.assertEqual(message.lead_id, lead)
+        self.assertEqual(message.conversation_id.lead_id, lead)
+        spanish = self._lead(name="Piso", mobile="600 00 00 02", country_id=self.env.ref("base.es").id)
+        self.assertEqual(self._receive(self._inbound(wa_id="34600000002")).lead_id, spanish)
+
+    def test_most_recent_open_lead_wins_and_won_or_lost_leads_are_left_alone(self):
+        older = self._lead(name="Antiguo", mobile="+34 600 00 00 03")
+        newer = self._lead(name="Reciente", mobile="+34 600 00 00 03")
+        self.assertEqual(self._receive(self._inbound(wa_id="34600000003")).lead_id, newer)
+
+        won_stage = self.env["crm.stage"].search([("is_won", "=", True)], limit=1)
+        newer.stage_id = won_stage
+        older.action_archive()  # lost
+        message = self._receive(self._inbound(wa_id="34600000003", body="Hola otra vez"))
+        self.assertNotIn(message.lead_id, older | newer, "a returning customer becomes a new lead")
+        self.assertEqual(message.conversation_id.lead_id, message.lead_id)
+        self.assertEqual(len(message.conversation_id), 1, "still one conversation per number")
+        history = self.env["strato.whatsapp.message"].search([("conversation_id", "=", message.conversation_id.id)])
+        self.assertEqual(history.lead_id, message.lead_id | newer, "old messages stay on the won lead")
+
+    def test_redelivered_message_is_stored_once(self):
+        payload = self._inbound(wa_id="34600000004")
+        first = self._receive(payload)
+        again = self._receive(payload)
+        self.assertEqual(len(first), 1)
+        self.assertFalse(again)
+        self.assertEqual(first.conversation_id.unread_count, 1)
+        self.assertEqual(len(first.lead_id.message_ids.filtered(lambda mail: mail.message_type == "comment")), 1)
+
+    def test_every_message_type(self):
+        cases = [
+            ("text", {"body": "Hola"}, "text", "Hola"),
+            ("image", {"caption": "La fachada"}, "image", "La fachada"),
+            ("video", {"caption": "Visita virtual"}, "video", "Visita virtual"),
+            ("audio", {"voice": True}, "audio", ""),
+            ("document", {"filename": "nomina.pdf", "caption": "Mi nómina"}, "document", "Mi nómina"),
+            ("sticker", {}, "sticker", ""),
+            ("location", {"latitude": 40.4168, "longitude": -3.7038, "name": "Sol", "address": "Puerta del Sol, Madrid"},
+             "location", "Sol, Puerta del Sol, Madrid"),
+            ("contacts", {}, "contacts", "Ana García"),
+            ("interactive", {"interactive_type": "button_reply", "reply_id": "visit", "title": "Quiero visitar"},
+             "interactive", "Quiero visitar"),
+            ("interactive", {"interactive_type": "list_reply", "reply_id": "2d", "title": "2 dormitorios"},
+             "interactive", "2 dormitorios"),
+            ("button", {"payload": "Ver propiedades", "text": "Ver propiedades"}, "button", "Ver propiedades"),
+            ("order", {}, "order", "Order of 1 item(s)"),
+            ("system", {"new_wa_id": "34600000999"}, "system", "cambió"),
+            ("unsupported", {}, "unsupported", "not supported"),
+        ]
+        for index, (msg_type, fields, expected_type, expected_text) in enumerate(cases):
+            body = fields.pop("body", "Usuario cambió de número" if msg_type == "system" else "x")
+            message = self._receive(self._inbound(wa_id="34600000010", msg_type=msg_type, body=body, **fields))
+            self.assertEqual(len(message), 1, msg_type)
+            self.assertEqual(message.message_type, expected_type, msg_type)
+            self.assertIn(expected_text, message.body or "", msg_type)
+            if msg_type in ("image", "video", "audio", "document", "sticker"):
+                self.assertEqual(message.media_state, "pending", msg_type)
+                self.assertTrue(message.media_id)
+        audio = self.env["strato.whatsapp.message"].search([("message_type", "=", "audio")])
+        self.assertTrue(audio.is_voice)
+        self.assertIn("Voice message", audio.mail_message_id.body)
+        document = self.env["strato.whatsapp.message"].search([("message_type", "=", "document")])
+        self.assertEqual(document.media_filename, "nomina.pdf")
+        location = self.env["strato.whatsapp.message"].search([("message_type", "=", "location")])
+        self.assertIn("40.4168", location.body)
+        self.assertAlmostEqual(location.latitude, 40.4168, places=4)
+
+    def test_reaction_lands_on_the_message_it_reacts_to(self):
+        original = self._receive(self._inbound(wa_id="34600000011", body="Me encanta"))
+        reaction = self._receive(self._inbound(wa_id="34600000011", msg_type="reaction",
+                                               message_id=original.wamid, emoji="❤️"))
+        self.assertEqual(reaction.message_type, "reaction")
+        self.assertEqual(original.reaction_emoji, "❤️")
+        self.assertFalse(reaction.mail_message_id, "reactions do not clutter the chatter")
+        self._receive(self._inbound(wa_id="34600000011", msg_type="reaction", message_id=original.wamid, emoji=""))
+        self.assertFalse(original.reaction_emoji, "an empty emoji removes the reaction")
+
+    def test_batch_of_messages_and_statuses_in_one_post(self):
+        outbound = self._outbound_message("34600000020", "wamid.out.batch")
+        items = [payloads.message_item(f"346000001{index:02d}", body=f"mensaje {index}") for index in range(30)]
+        contacts = [payloads.contact_item(f"346000001{index:02d}", f"Cliente {index}") for index in range(30)]
+        statuses = [payloads.status_item("wamid.out.batch", "delivered", "34600000020"),
+                    payloads.status_item("wamid.out.batch", "read", "34600000020")]
+        value = payloads.messages_value(self.account.phone_number_id, "34600000900", contacts=contacts,
+                                        messages=items, statuses=statuses)
+        messages = self._receive(payloads.envelope(self.account.business_account_id, [payloads.change(value)]))
+        self.assertEqual(len(messages), 30)
+        self.assertEqual(len(messages.conversation_id), 30)
+        self.assertEqual(len(messages.lead_id), 30)
+        self.assertEqual(messages.lead_id.mapped("contact_name"), [f"Cliente {index}" for index in range(30)])
+        self.assertEqual(outbound.state, "read")
+
+    def test_bsuid_only_sender_then_both_joins_the_history(self):
+        hidden = self._receive(self._inbound(wa_id=None, bsuid="ES.13491208655302741918", profile="Lu",
+                                             username="lu.pisos", body="Hola, soy Lu"))
+        conversation = hidden.conversation_id
+        self.assertFalse(conversation.wa_id)
+        self.assertEqual(conversation.bsuid, "ES.13491208655302741918")
+        self.assertTrue(hidden.lead_id, "a lead even without a number")
+        both = self._receive(self._inbound(wa_id="34600000030", bsuid="ES.13491208655302741918", profile="Lu",
+                                           body="Mi número es este"))
+        self.assertEqual(both.conversation_id, conversation, "the same conversation")
+        self.assertEqual(conversation.wa_id, "34600000030")
+        self.assertEqual(self.env["strato.whatsapp.conversation"].search_count(
+            [("account_id", "=", self.account.id), "|", ("wa_id", "=", "34600000030"),
+             ("bsuid", "=", "ES.13491208655302741918")]), 1)
+
+    def test_bsuid_and_number_conversations_are_merged(self):
+        by_number = self._receive(self._inbound(wa_id="34600000031", body="desde el número"))
+        by_bsuid = self._receive(self._inbound(wa_id=None, bsuid="ES.999", body="desde el usuario"))
+        self.assertNotEqual(by_number.conversation_id, by_bsuid.conversation_id)
+        joined = self._receive(self._inbound(wa_id="34600000031", bsuid="ES.999", body="los dos"))
+        conversation = joined.conversation_id
+        self.assertEqual((by_number | by_bsuid).conversation_id, conversation)
+        self.assertEqual(len(conversation.message_ids), 3)
+        self.assertRecordValues(conversation, [{"wa_id": "34600000031", "bsuid": "ES.999"}])
+
+    def test_followers_are_notified_and_open_chats_hear_about_it(self):
+        lead = self._lead(name="Con comercial", mobile="+34 600 00 00 40", user_id=self.salesman.id)
+        self.assertIn(self.salesman.partner_id, lead.message_partner_ids)
+        self.env["bus.bus"].search([]).unlink()
+        message = self._receive(self._inbound(wa_id="34600000040", body="¿Puedo visitarlo hoy?"))
+        notified = self.env["mail.notification"].search([("mail_message_id", "=", message.mail_message_id.id)])
+        self.assertIn(self.salesman.partner_id, notified.res_partner_id)
+        bus = self.env["bus.bus"].search([("message", "ilike", "strato_whatsapp/messages")])
+        self.assertTrue(bus, "the salesperson's open chat gets a live notification")
+
+    def test_opt_out_and_back_in_by_keyword(self):
+        lead = self._lead(name="Baja", mobile="+34 600 00 00 50")
+        self._receive(self._inbound(wa_id="34600000050", body="  baja "))
+        self.assertTrue(lead.whatsapp_opt_out)
+        self.assertTrue(self.env["phone.blacklist"].sudo().search([("number", "=", "+34600000050")]))
+        self.assertTrue(any("BAJA" in (mail.body or "").upper() for mail in lead.message_ids))
+        self._receive(self._inbound(wa_id="34600000050", body="ALTA"))
+        self.assertFalse(lead.whatsapp_opt_out)
+        self._receive(self._inbound(wa_id="34600000050", body="stop please"))
+        self.assertFalse(lead.whatsapp_opt_out, "only the keyword alone counts")
+        self.env["ir.config_parameter"].sudo().set_param("strato_whatsapp.opt_out_keywords", "STOP,BAJA,CANCELAR")
+        self._receive(self._inbound(wa_id="34600000050", body="Cancelar"))
+        self.assertTrue(lead.whatsapp_opt_out)
+
+    def _outbound_message(self, wa_id, wamid, state="sent"):
+        lead = self._lead(mobile="+" + wa_id)
+        conversation = self._conversation(lead, wa_id)
+        return self._message(conversation, "Hola desde la agencia", direction="outbound", wamid=wamid, state=state)

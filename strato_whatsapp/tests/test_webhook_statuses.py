@@ -1,0 +1,125 @@
+from datetime import datetime
+from unittest.mock import patch
+
+from odoo.tests import tagged
+from odoo.tools import mute_logger
+
+from .common import WhatsappHttpCase, payloads
+
+
+@tagged("post_install", "-at_install")
+class TestStatusWebhooks(WhatsappHttpCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.lead = cls._lead(name="Estados", mobile="+34 600 00 00 60", user_id=cls.salesman.id)
+        cls.conversation = cls._conversation(cls.lead, "34600000060")
+
+    def _outbound(self, wamid="wamid.out.1", state="sent"):
+        return self._message(self.conversation, "Hola", direction="outbound", wamid=wamid, state=state)
+
+    def test_statuses_move_forward_only(self):
+        message = self._outbound()
+        self._receive(self._status(message.wamid, "read", "34600000060", timestamp=1767225660))
+        self.assertEqual(message.state, "read")
+        self.assertEqual(message.read_at, datetime(2026, 1, 1, 0, 1))
+        self._receive(self._status(message.wamid, "delivered", "34600000060", timestamp=1767225600))
+        self.assertEqual(message.state, "read", "a late delivered never undoes read")
+        self.assertEqual(message.delivered_at, datetime(2026, 1, 1, 0, 0), "its time is still recorded")
+        self._receive(self._status(message.wamid, "failed", "34600000060"))
+        self.assertEqual(message.state, "read", "failed after read describes nothing new")
+
+    def test_same_status_twice_applies_once(self):
+        message = self._outbound()
+        payload = self._status(message.wamid, "delivered", "34600000060", timestamp=1767225600)
+        self._receive(payload)
+        self._receive(payload)
+        self.assertEqual(message.state, "delivered")
+        self.assertEqual(message.delivered_at, datetime(2026, 1, 1, 0, 0))
+
+    def test_pricing_and_conversation_are_kept(self):
+        message = self._outbound()
+        self._receive(self._status(message.wamid, "delivered", "34600000060", category="marketing"))
+        self.assertRecordValues(message, [{
+            "pricing_category": "marketing", "pricing_billable": True, "pricing_model": "PMP",
+            "conversation_origin": "marketing"}])
+        self.assertTrue(message.meta_conversation_id)
+
+    def test_failed_keeps_meta_error_and_tells_the_salesperson(self):
+        message = self._outbound(state="sent")
+        self._receive(self._status(message.wamid, "failed", "34600000060", errors=[131026]))
+        self.assertEqual(message.state, "failed")
+        self.assertEqual(message.error_code, 131026)
+        self.assertIn("undeliverable", message.error_message.lower())
+        self.assertTrue(message.failed_at)
+        note = self.lead.message_ids[0]
+        self.assertIn("131026", note.body)
+
+    def test_status_before_its_message_is_kept_and_applied_later(self):
+        self._receive(self._status("wamid.out.early", "delivered", "34600000060", timestamp=1767225600))
+        self._receive(self._status("wamid.out.early", "sent", "34600000060", timestamp=1767225590))
+        early = self.env["strato.whatsapp.early.status"].search([("wamid", "=", "wamid.out.early")])
+        self.assertEqual(len(early), 2)
+        message = self._outbound(wamid=False, state="sending")
+        message.wamid = "wamid.out.early"  # the send transaction commits after Meta's statuses arrived
+        self.assertEqual(message.state, "delivered")
+        self.assertEqual(message.sent_at, datetime(2025, 12, 31, 23, 59, 50))
+        self.assertFalse(early.exists(), "applied statuses are forgotten")
+
+    def test_status_finds_its_message_by_callback_data_before_the_wamid_is_stored(self):
+        message = self._outbound(wamid=False, state="sending")
+        self._receive(self._status("wamid.out.cb", "sent", "34600000060",
+                                   biz_opaque_callback_data=f"swa:{message.id}"))
+        self.assertEqual(message.state, "sent")
+        self.assertEqual(message.wamid, "wamid.out.cb")
+
+    def test_template_status_update(self):
+        template = self.env["strato.whatsapp.template"].create({
+            "name": "bienvenida_inmobiliaria", "account_id": self.account.id, "body": "Hola {{1}}",
+            "status": "pending"})
+        template.meta_template_id = "594425479261596"
+        payload = payloads.template_status_update(self.account.business_account_id, "594425479261596",
+                                                  "bienvenida_inmobiliaria", "es", "APPROVED")
+        self._receive(payload)
+        self.assertEqual(template.status, "approved")
+        self._receive(payloads.template_status_update(self.account.business_account_id, "594425479261596",
+                                                      "bienvenida_inmobiliaria", "es", "REJECTED",
+                                                      reason="INVALID_FORMAT", timestamp=1767225999))
+        self.assertRecordValues(template, [{"status": "rejected", "rejected_reason": "INVALID_FORMAT"}])
+
+
+@tagged("post_install", "-at_install")
+class TestWebhookEventReplay(WhatsappHttpCase):
+
+    @mute_logger("odoo.addons.strato_whatsapp.models.strato_whatsapp_webhook_event")
+    def test_failed_processing_is_kept_retried_and_replayable(self):
+        Event = self.env["strato.whatsapp.webhook.event"]
+        Message = type(self.env["strato.whatsapp.message"])
+        payload = self._inbound(wa_id="34600000070", body="No me pierdas")
+        with patch.object(Message, "_receive", side_effect=RuntimeError("database hiccup")):
+            self.assertEqual(self._post(payload).status_code, 200)
+            Event._cron_process()
+        event = Event.search([])
+        self.assertRecordValues(event, [{"state": "failed", "attempt_count": 1}])
+        self.assertIn("database hiccup", event.error)
+        self.assertTrue(event.next_attempt_at)
+        mine = [("account_id", "=", self.account.id)]
+        self.assertFalse(self.env["strato.whatsapp.message"].search(mine), "nothing half-applied")
+        self.assertFalse(Event._claim_batch(10), "not retried before its time")
+
+        event.action_replay()
+        self.assertEqual(event.state, "done")
+        message = self.env["strato.whatsapp.message"].search(mine)
+        self.assertEqual(message.body, "No me pierdas")
+        event.action_replay()
+        self.assertEqual(self.env["strato.whatsapp.message"].search_count(mine), 1, "replaying twice is harmless")
+
+    def test_invalid_items_do_not_hide_valid_ones(self):
+        payload = self._inbound(wa_id="34600000071", body="válido")
+        value = payload["entry"][0]["changes"][0]["value"]
+        value["messages"].append({"from": "34600000072", "type": "text", "text": {"body": "sin id"}})
+        with mute_logger("odoo.addons.strato_whatsapp.models.strato_whatsapp_webhook_event"):
+            messages = self._receive(payload)
+        self.assertEqual(messages.mapped("body"), ["válido"])
+        self.assertEqual(self.env["strato.whatsapp.webhook.event"].search([]).state, "done")
