@@ -20,6 +20,8 @@
         "views/strato_whatsapp_message_views.xml",
         "views/strato_whatsapp_template_views.xml",
         "views/strato_whatsapp_webhook_event_views.xml",
+        "views/ir_actions_server_views.xml",
+        "wizard/strato_whatsapp_composer_views.xml",
         "views/crm_lead_views.xml",
         "views/strato_whatsapp_menus.xml",
     ],

@@ -32,7 +32,7 @@ def _new_verify_token():
 class StratoWhatsappAccount(models.Model):
     _name = "strato.whatsapp.account"
     _description = "WhatsApp Business Account"
-    _inherit = ["mail.thread"]
+    _inherit = ["mail.thread", "mail.activity.mixin"]
     _order = "sequence, name, id"
     _check_company_auto = True
 
@@ -80,6 +80,10 @@ class StratoWhatsappAccount(models.Model):
     user_id = fields.Many2one(
         "res.users", "Salesperson for New Leads", check_company=True,
         help="Leave empty to keep new WhatsApp leads unassigned, for lead assignment or any salesperson to take.")
+    messages_per_second = fields.Integer(
+        "Messages per Second", default=80, required=True,
+        help="Sending never goes faster. Meta's standard tier is 80; numbers shared with the WhatsApp "
+             "Business app allow 20; higher tiers up to 1,000.")
     token_invalid = fields.Boolean(
         "Token Needs Renewal", readonly=True, copy=False, tracking=True,
         help="Meta refused the access token. Nothing is sent from this number until a new token is saved.")
@@ -119,6 +123,11 @@ class StratoWhatsappAccount(models.Model):
                 raise ValidationError(_(
                     "Graph API %(version)s is expired or about to expire at Meta; use %(default)s.",
                     version=account.graph_api_version, default=const.DEFAULT_GRAPH_API_VERSION))
+
+    @api.constrains("messages_per_second")
+    def _check_messages_per_second(self):
+        if any(not 1 <= account.messages_per_second <= 1000 for account in self):
+            raise ValidationError(_("Messages per second must be between 1 and 1,000 (Meta's highest tier)."))
 
     @api.constrains("graph_api_url")
     def _check_graph_api_url(self):
@@ -233,6 +242,23 @@ class StratoWhatsappAccount(models.Model):
             "tag": "display_notification",
             "params": {"title": title, "message": message, "type": kind, "sticky": kind == "danger"},
         }
+
+    @api.model
+    def _default_for(self, company):
+        """The account messages of ``company``'s leads go out from when none is chosen."""
+        return self.search([("company_id", "=", company.id or self.env.company.id)], limit=1)
+
+    def _notify_sending_blocked(self, error):
+        """Meta refuses this account: tell its administrators once, in plain words, on the account."""
+        self.ensure_one()
+        explanation = self._explain_error(error)
+        self.message_post(body=_("Sending is stopped for this number: %s Queued messages wait and go out "
+                                 "once it is fixed.", explanation), subtype_xmlid="mail.mt_note")
+        admins = self.env.ref("strato_whatsapp.group_whatsapp_admin").users.filtered(
+            lambda user: not user.share and self.company_id in user.company_ids and user.id != self.env.ref("base.user_root").id)
+        for admin in admins[:5]:
+            self.activity_schedule("mail.mail_activity_data_warning", user_id=admin.id,
+                                   summary=_("WhatsApp sending stopped"), note=explanation)
 
     def action_regenerate_verify_token(self):
         self.sudo().write({"verify_token": _new_verify_token()})

@@ -174,3 +174,55 @@ class StratoWhatsappConversation(models.Model):
             "user_id": account.user_id.id,
             "company_id": account.company_id.id,
         }
+
+    # ------------------------------------------------------------------
+    # Outbound: the conversation a lead is written to
+    # ------------------------------------------------------------------
+    @api.model
+    def _for_leads(self, leads, account=None):
+        """{lead: conversation} for the leads that can be written to.
+
+        Without ``account``, each lead is written from the number its latest conversation uses (the one
+        the contact knows), else from its company's default account. A lead is reachable through its
+        valid WhatsApp number, or through a conversation it already has (a contact known only by
+        username). Conversations are created as needed; one that belonged to another lead with the same
+        number follows the lead now being written from.
+        """
+        by_account = {}
+        for lead in leads:
+            lead_account = account or self._latest_account(lead) or \
+                self.env["strato.whatsapp.account"]._default_for(lead.company_id)
+            if lead_account:
+                by_account[lead_account] = by_account.get(lead_account, self.env["crm.lead"]) | lead
+        result = {}
+        for lead_account, account_leads in by_account.items():
+            result.update(self._for_leads_on(account_leads, lead_account))
+        return result
+
+    @api.model
+    def _latest_account(self, lead):
+        latest = self.search([("lead_id", "=", lead.id), ("account_id.active", "=", True)],
+                             order="last_message_at desc nulls last, id desc", limit=1)
+        return latest.account_id
+
+    @api.model
+    def _for_leads_on(self, leads, account):
+        wa_ids = {lead: phone.wa_id_from_e164(lead.whatsapp_number) for lead in leads if lead.whatsapp_number}
+        existing = self.search([("account_id", "=", account.id), "|",
+                                ("wa_id", "in", list(wa_ids.values())), ("lead_id", "in", leads.ids)])
+        by_wa_id = {conversation.wa_id: conversation for conversation in existing if conversation.wa_id}
+        by_lead = {conversation.lead_id: conversation for conversation in existing}
+        result, to_create = {}, []
+        for lead in leads:
+            wa_id = wa_ids.get(lead)
+            conversation = by_wa_id.get(wa_id) if wa_id else by_lead.get(lead)
+            if conversation:
+                if conversation.lead_id != lead:
+                    conversation.write({"lead_id": lead.id, "partner_id": lead.partner_id.id})
+                result[lead] = conversation
+            elif wa_id:
+                to_create.append((lead, {"account_id": account.id, "wa_id": wa_id, "lead_id": lead.id,
+                                         "partner_id": lead.partner_id.id, "profile_name": lead.contact_name}))
+        created = self.create([values for _lead, values in to_create])
+        result.update(zip([lead for lead, _values in to_create], created))
+        return result

@@ -106,12 +106,12 @@ class StratoWhatsappMessage(models.Model):
     failed_at = fields.Datetime(readonly=True, copy=False)
     error_code = fields.Integer("Error Code", readonly=True, copy=False, help="Meta's error code.")
     error_message = fields.Text(readonly=True, copy=False)
-    attempt_count = fields.Integer("Attempts", readonly=True, copy=False)
+    attempt_count = fields.Integer("Attempts", readonly=True, copy=False, default=0)
     next_attempt_at = fields.Datetime("Next Attempt", readonly=True, copy=False)
     media_state = fields.Selection(MEDIA_STATES, default="none", required=True, copy=False, index=True)
     media_sha256 = fields.Char(copy=False)
     is_voice = fields.Boolean("Voice Note")
-    media_attempt_count = fields.Integer(copy=False)
+    media_attempt_count = fields.Integer(copy=False, default=0)
     media_retry_at = fields.Datetime(copy=False)
     latitude = fields.Float(digits=(10, 7))
     longitude = fields.Float(digits=(10, 7))
@@ -417,7 +417,7 @@ class StratoWhatsappMessage(models.Model):
     def _cron_fetch_media(self):
         """Download pending inbound media into attachments, retrying failed downloads with backoff."""
         while True:
-            self.flush_model(["media_state", "media_retry_at"])
+            self.flush_model()
             self.env.cr.execute("""
                 SELECT id FROM strato_whatsapp_message
                  WHERE media_state = 'pending'

@@ -1,6 +1,8 @@
 import logging
+import re
 
 from odoo import _, api, fields, models
+from odoo.exceptions import UserError
 
 from ..tools import webhook
 
@@ -37,6 +39,9 @@ META_TEMPLATE_STATUS = {
 }
 
 
+PLACEHOLDER = re.compile(r"{{\s*([A-Za-z0-9_]+)\s*}}")
+
+
 class StratoWhatsappTemplate(models.Model):
     """A message template: the only kind of message Meta lets a business start a conversation with."""
 
@@ -57,6 +62,12 @@ class StratoWhatsappTemplate(models.Model):
     status = fields.Selection(TEMPLATE_STATUSES, required=True, default="draft", tracking=True, copy=False)
     meta_template_id = fields.Char("Meta Template ID", copy=False, index=True, readonly=True)
     body = fields.Text(required=True, help="The message text; {{1}}, {{2}}... are filled when sending.")
+    parameter_format = fields.Selection(
+        [("POSITIONAL", "Numbered ({{1}})"), ("NAMED", "Named ({{first_name}})")],
+        required=True, default="POSITIONAL")
+    header_text = fields.Char("Header", help="Optional text header; may hold one placeholder.")
+    footer_text = fields.Char("Footer")
+    variable_ids = fields.One2many("strato.whatsapp.template.variable", "template_id", "Variables", copy=True)
     rejected_reason = fields.Char(readonly=True, copy=False)
     quality_score = fields.Selection(
         [("GREEN", "High"), ("YELLOW", "Medium"), ("RED", "Low"), ("UNKNOWN", "Unknown")],
@@ -103,3 +114,74 @@ class StratoWhatsappTemplate(models.Model):
             return {"quality_score": event.new_quality_score if event.new_quality_score in
                     dict(self._fields["quality_score"].selection) else "UNKNOWN"}
         return {"category": event.new_category} if event.new_category in dict(TEMPLATE_CATEGORIES) else {}
+
+    # ------------------------------------------------------------------
+    # Placeholders and rendering
+    # ------------------------------------------------------------------
+    @api.model
+    def _placeholders(self, text):
+        seen = []
+        for name in PLACEHOLDER.findall(text or ""):
+            if name not in seen:
+                seen.append(name)
+        return seen
+
+    def _sync_variables(self):
+        """Create a variable for each placeholder of the header and body, drop the ones gone."""
+        for template in self:
+            wanted = {("header", name) for name in template._placeholders(template.header_text)}
+            wanted |= {("body", name) for name in template._placeholders(template.body)}
+            existing = {(variable.component, variable.name): variable
+                        for variable in template.variable_ids.filtered(lambda v: v.component != "button")}
+            (template.variable_ids.browse([v.id for key, v in existing.items() if key not in wanted])).unlink()
+            template.variable_ids = [(0, 0, {"component": component, "name": name, "source": "field",
+                                             "field_path": "contact_name" if name in ("1", "first_name", "name") else "partner_name"})
+                                     for component, name in sorted(wanted - set(existing))]
+
+    @api.model_create_multi
+    def create(self, vals_list):
+        templates = super().create(vals_list)
+        templates._sync_variables()
+        return templates
+
+    def write(self, vals):
+        result = super().write(vals)
+        if "body" in vals or "header_text" in vals:
+            self._sync_variables()
+        return result
+
+    def _values_for(self, lead, component):
+        variables = self.variable_ids.filtered(lambda variable: variable.component == component)
+        return {variable.name: variable._value_for(lead) for variable in variables}
+
+    def _render_text(self, lead):
+        """The header and body as the lead will read them."""
+        self.ensure_one()
+        parts = []
+        for component, text in (("header", self.header_text), ("body", self.body), ("footer", self.footer_text)):
+            if text:
+                values = self._values_for(lead, component)
+                parts.append(PLACEHOLDER.sub(lambda match: values.get(match[1]) or match[0], text))
+        return "\n".join(parts)
+
+    def _components_for(self, lead):
+        """Meta's ``template.components`` for ``lead``: header and body parameters in placeholder order."""
+        self.ensure_one()
+        components = []
+        for component, text in (("header", self.header_text), ("body", self.body)):
+            names = self._placeholders(text)
+            if not names:
+                continue
+            values = self._values_for(lead, component)
+            missing = [name for name in names if not values.get(name)]
+            if missing:
+                raise UserError(_("Template %(template)s: no value for {{%(names)s}} on %(lead)s; set a fallback.",
+                                  template=self.name, names="}}, {{".join(missing), lead=lead.display_name))
+            parameters = []
+            for name in names:
+                parameter = {"type": "text", "text": values[name]}
+                if self.parameter_format == "NAMED":
+                    parameter["parameter_name"] = name
+                parameters.append(parameter)
+            components.append({"type": component, "parameters": parameters})
+        return components

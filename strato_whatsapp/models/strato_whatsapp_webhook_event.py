@@ -78,7 +78,7 @@ class StratoWhatsappWebhookEvent(models.Model):
     @api.model
     def _claim_batch(self, size):
         # SKIP LOCKED: several cron workers, or a replay clicked meanwhile, never process one event twice.
-        self.flush_model(["state", "next_attempt_at"])
+        self.flush_model()
         self.env.cr.execute("""
             SELECT id FROM strato_whatsapp_webhook_event
              WHERE state = 'pending' OR (state = 'failed' AND next_attempt_at <= %s)

@@ -6,3 +6,5 @@ from . import test_webhook_messages
 from . import test_webhook_statuses
 from . import test_webhook_media
 from . import test_webhook_fuzz
+from . import test_outbound_queue
+from . import test_outbound_sources

@@ -50,6 +50,7 @@ class WhatsappFixtures:
         cls.company.country_id = cls.env.ref("base.es")
         cls.account = cls.env["strato.whatsapp.account"].create({
             "name": "Ventas",
+            "sequence": 1,  # the company's default account, before the demo one
             "phone_number_id": SIM_ACCOUNT["phone_number_id"],
             "business_account_id": SIM_ACCOUNT["waba_id"],
             "app_id": SIM_ACCOUNT["app_id"],

@@ -1,0 +1,389 @@
+import logging
+import random
+import threading
+import time
+from datetime import timedelta
+
+from markupsafe import Markup
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools.mail import plaintext2html
+
+from .. import const
+from ..tools import graph_api, phone
+from ..tools.throttle import PairSpacing, Throttle
+from .strato_whatsapp_message import CALLBACK_PREFIX
+
+_logger = logging.getLogger(__name__)
+
+FAILURE_TYPES = [
+    ("window_closed", "Reply Window Closed"),
+    ("opted_out", "Contact Opted Out"),
+    ("invalid_number", "No Valid Number"),
+    ("template", "Template Problem"),
+    ("recipient", "Recipient Unreachable"),
+    ("parameter", "Invalid Content"),
+    ("account", "Account Blocked"),
+    ("retries_exhausted", "Too Many Failed Attempts"),
+    ("unknown", "Other Error"),
+]
+SEND_BATCH_SIZE = 50
+SEND_TIME_BUDGET = 50  # seconds per cron run and account; the run re-triggers itself while work remains
+STALE_SENDING_AFTER = timedelta(minutes=2)
+# Released when the transaction ends, or with the connection if the worker dies.
+ADVISORY_LOCK_NAMESPACE = 0x57A7
+
+
+class StratoWhatsappMessageOutbound(models.Model):
+    """The send queue: outbound messages from ``queued`` to ``sent`` or ``failed``.
+
+    queued -> sending -> sent (wamid stored) | failed (code, text) | queued again later (retryable
+    errors: exponential backoff with jitter, Retry-After honoured, up to a maximum of attempts).
+    A row is marked ``sending`` and committed before its HTTP call; one left ``sending`` by a worker that
+    died is never resent blindly: it becomes ``unknown`` (outcome unknown), visible, with a retry button.
+    """
+
+    _inherit = "strato.whatsapp.message"
+
+    payload = fields.Json(copy=False, help="What is sent to Meta, without the recipient.")
+    failure_type = fields.Selection(FAILURE_TYPES, readonly=True, copy=False)
+    sending_started_at = fields.Datetime(readonly=True, copy=False)
+
+    # ------------------------------------------------------------------
+    # Enqueueing
+    # ------------------------------------------------------------------
+    @api.model
+    def _enqueue_for_leads(self, leads, body=None, template=None, attachment=None, account=None,
+                           reply_to_wamid=None, raise_on_skip=False):
+        """Queue one message per lead and wake the send cron; returns (messages, {lead: reason skipped}).
+
+        Leads that cannot receive it (no number, window closed for free text, opted out of marketing)
+        are skipped with a note on their chatter, or a ``UserError`` when ``raise_on_skip``.
+        """
+        if not (body or template or attachment):
+            raise UserError(_("Write a message, choose a template or attach a file."))
+        if template and template.status != "approved":
+            raise UserError(_("Template %s is not approved by Meta yet; only approved templates can be sent.",
+                              template.display_name))
+        account = account or (template.account_id if template else None)
+        conversations = self.env["strato.whatsapp.conversation"]._for_leads(leads, account)
+        values, skipped = [], {}
+        for lead in leads:
+            conversation = conversations.get(lead)
+            reason = self._enqueue_refusal(lead, conversation, template)
+            if not reason:
+                try:
+                    values.append(self._outbound_values(lead, conversation, body, template, attachment, reply_to_wamid))
+                except UserError as error:  # e.g. a template variable with no value and no fallback
+                    reason = str(error)
+            if reason:
+                skipped[lead] = reason
+        if skipped and raise_on_skip:
+            raise UserError("\n".join(skipped.values()))
+        for lead, reason in skipped.items():
+            lead._message_log(body=_("WhatsApp message not sent: %s", reason))
+        messages = self.create(values)
+        messages._post_outbound_to_chatter()
+        if messages:
+            self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
+        return messages, skipped
+
+    @api.model
+    def _enqueue_refusal(self, lead, conversation, template):
+        """Why ``lead`` cannot be sent this message, or None."""
+        if not conversation:
+            return _("%s has no valid WhatsApp number.", lead.display_name)
+        if not template and not conversation.window_open:
+            return _("%s has not written in the last 24 hours: outside that window WhatsApp only allows an "
+                     "approved template.", lead.display_name)
+        if template and template.category == "MARKETING" and lead.whatsapp_opt_out:
+            return _("%s opted out of WhatsApp messages.", lead.display_name)
+        return None
+
+    @api.model
+    def _outbound_values(self, lead, conversation, body, template, attachment, reply_to_wamid):
+        values = {
+            "conversation_id": conversation.id,
+            "lead_id": lead.id,
+            "direction": "outbound",
+            "state": "queued",
+            "author_id": self.env.user.id,
+            "next_attempt_at": fields.Datetime.now(),
+            "reply_to_wamid": reply_to_wamid or False,
+        }
+        if template:
+            values.update(message_type="template", template_id=template.id, body=template._render_text(lead),
+                          payload={"type": "template", "template": {
+                              "name": template.name, "language": {"code": template.language},
+                              "components": template._components_for(lead)}})
+        elif attachment:
+            media_type = self._media_type_for(attachment.mimetype)
+            values.update(message_type=media_type, body=body or False, media_filename=attachment.name,
+                          media_mime_type=attachment.mimetype, attachment_ids=[(4, attachment.id)],
+                          payload={"type": media_type, "caption": body or None, "filename": attachment.name})
+        else:
+            values.update(message_type="text", body=body,
+                          payload={"type": "text", "text": {"body": body, "preview_url": "http" in body}})
+        return values
+
+    @api.model
+    def _media_type_for(self, mimetype):
+        main = (mimetype or "").split("/")[0]
+        if main in ("image", "video", "audio"):
+            return "sticker" if mimetype == "image/webp" else main
+        return "document"
+
+    def _post_outbound_to_chatter(self):
+        """A note per message (no e-mail to followers); its status line follows the message."""
+        for message in self.filtered("lead_id"):
+            note = message.lead_id._message_log(body=message._chatter_note_body())
+            message.mail_message_id = note
+
+    def _chatter_note_body(self):
+        self.ensure_one()
+        status = dict(self._fields["state"]._description_selection(self.env)).get(self.state)
+        if self.state == "failed" and self.error_message:
+            status = f"{status}: {self.error_message}"
+        return Markup('<p class="o_strato_whatsapp"><i class="fa fa-whatsapp" title="WhatsApp"/> %s</p>'
+                      '<p class="text-muted small">%s</p>') % (
+            plaintext2html(self._chatter_text() or ""), _("WhatsApp status: %s", status))
+
+    def _refresh_chatter_notes(self):
+        for message in self.filtered("mail_message_id"):
+            message.mail_message_id.sudo().body = message._chatter_note_body()
+
+    # ------------------------------------------------------------------
+    # The send cron
+    # ------------------------------------------------------------------
+    @api.model
+    def _cron_send(self):
+        """Send due queued messages, account by account, within each account's throughput."""
+        self._recover_stale_sending()
+        accounts = self._accounts_with_due_messages()
+        deadline = time.monotonic() + SEND_TIME_BUDGET
+        for account in accounts:
+            if account.token_invalid or not self._lock_account(account):
+                continue
+            self._send_account_queue(account, deadline)
+        if self._accounts_with_due_messages() - accounts.filtered("token_invalid"):
+            self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
+
+    @api.model
+    def _accounts_with_due_messages(self):
+        self.flush_model()
+        self.env.cr.execute("""
+            SELECT DISTINCT account_id FROM strato_whatsapp_message
+             WHERE state = 'queued' AND direction = 'outbound' AND next_attempt_at <= %s AND account_id IS NOT NULL
+        """, [fields.Datetime.now()])
+        return self.env["strato.whatsapp.account"].sudo().browse(row[0] for row in self.env.cr.fetchall()).filtered("active")
+
+    @api.model
+    def _lock_account(self, account):
+        # One sender per account at a time across all workers, so its throttle holds globally.
+        self.env.cr.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, account.id])
+        return self.env.cr.fetchone()[0]
+
+    @api.model
+    def _send_account_queue(self, account, deadline):
+        throttle = Throttle(account.messages_per_second or const.DEFAULT_THROUGHPUT_MPS)
+        pairs = PairSpacing(const.PAIR_RATE_LIMIT_SECONDS)
+        client = account._graph_client()
+        while time.monotonic() < deadline:
+            batch = self._claim(account, SEND_BATCH_SIZE)
+            if not batch:
+                return
+            self._seed_pair_spacing(batch, pairs)
+            for index, message in enumerate(batch):
+                if not message._send_one(client, throttle, pairs):
+                    for waiting in batch[index + 1:]:  # the account is blocked: the rest waits for the fix
+                        waiting._requeue(0, count_attempt=False)
+                    self._commit()
+                    return
+            self._commit()
+            if not self._lock_account(account):
+                return
+
+    @api.model
+    def _claim(self, account, size):
+        """Take due messages of ``account`` (skipping rows another worker holds), mark them sending, commit."""
+        self.flush_model()
+        self.env.cr.execute("""
+            SELECT id FROM strato_whatsapp_message
+             WHERE state = 'queued' AND direction = 'outbound' AND account_id = %s AND next_attempt_at <= %s
+             ORDER BY next_attempt_at, id
+             LIMIT %s
+               FOR NO KEY UPDATE SKIP LOCKED
+        """, [account.id, fields.Datetime.now(), size])
+        batch = self.browse(row[0] for row in self.env.cr.fetchall())
+        if batch:
+            self.env.cr.execute("""
+                UPDATE strato_whatsapp_message
+                   SET state = 'sending', sending_started_at = %s, attempt_count = COALESCE(attempt_count, 0) + 1
+                 WHERE id IN %s
+            """, [fields.Datetime.now(), tuple(batch.ids)])
+            batch.invalidate_recordset(["state", "sending_started_at", "attempt_count"])
+            self._commit()
+            self._lock_account(account)  # the commit released it
+        return batch
+
+    @api.model
+    def _commit(self):
+        if not getattr(threading.current_thread(), "testing", False):
+            self.env.cr.commit()
+
+    @api.model
+    def _seed_pair_spacing(self, batch, pairs):
+        self.env.cr.execute("""
+            SELECT conversation_id, EXTRACT(EPOCH FROM (%s - max(sent_at)))
+              FROM strato_whatsapp_message
+             WHERE conversation_id IN %s AND direction = 'outbound' AND sent_at > %s
+             GROUP BY conversation_id
+        """, [fields.Datetime.now(), tuple(batch.conversation_id.ids),
+              fields.Datetime.now() - timedelta(seconds=const.PAIR_RATE_LIMIT_SECONDS)])
+        for conversation_id, seconds_ago in self.env.cr.fetchall():
+            pairs.seed(conversation_id, float(seconds_ago))
+
+    def _send_one(self, client, throttle, pairs):
+        """Send this claimed message; False when the whole account must stop."""
+        self.ensure_one()
+        refusal = self._send_refusal()
+        if refusal:
+            self._fail(*refusal)
+            return True
+        pair_wait = pairs.wait_time(self.conversation_id.id)
+        if pair_wait:
+            self._requeue(pair_wait, count_attempt=False)
+            return True
+        throttle.wait()
+        try:
+            result = client.send_message(self._request_payload(client))
+        except graph_api.GraphApiError as error:
+            return self._handle_send_error(error)
+        pairs.record(self.conversation_id.id)
+        self.write({"state": "sent", "wamid": graph_api.extract_wamid(result), "sent_at": fields.Datetime.now(),
+                    "next_attempt_at": False, "failure_type": False, "error_code": 0, "error_message": False})
+        self._refresh_chatter_notes()
+        return True
+
+    def _send_refusal(self):
+        """(failure type, reason) when the rules forbid sending now, else None."""
+        conversation = self.conversation_id
+        if not (conversation.wa_id or conversation.bsuid):
+            return "invalid_number", _("The contact has no valid WhatsApp number.")
+        if self.message_type != "template" and not conversation.window_open:
+            return "window_closed", _("The 24-hour reply window closed before the message went out; "
+                                      "send an approved template instead.")
+        template = self.template_id
+        if template and template.status != "approved":
+            return "template", _("Template %s is no longer approved by Meta.", template.display_name)
+        if template.category == "MARKETING" and self.lead_id.whatsapp_opt_out:
+            return "opted_out", _("The contact opted out of WhatsApp messages.")
+        return None
+
+    def _request_payload(self, client):
+        """The Graph API body for this message: its stored payload plus recipient, reply and callback."""
+        payload = dict(self.payload or {})
+        msg_type = payload.pop("type", self.message_type)
+        if msg_type in const.MEDIA_TYPES:
+            payload = self._media_object(client, msg_type, payload)
+        content = payload.get(msg_type, payload)
+        conversation = self.conversation_id
+        request = {
+            "messaging_product": const.MESSAGING_PRODUCT,
+            "recipient_type": "individual",
+            **graph_api.recipient_fields(to=conversation.wa_id or None, bsuid=None if conversation.wa_id else conversation.bsuid),
+            "type": msg_type,
+            msg_type: content,
+            "biz_opaque_callback_data": f"{CALLBACK_PREFIX}{self.id}",
+        }
+        if self.reply_to_wamid:
+            request["context"] = {"message_id": self.reply_to_wamid}
+        return request
+
+    def _media_object(self, client, media_type, payload):
+        if not self.media_id:
+            attachment = self.attachment_ids[:1].sudo()
+            uploaded = client.upload_media(attachment.raw, attachment.mimetype, attachment.name)
+            self.media_id = uploaded["id"]
+        media = {"id": self.media_id}
+        if payload.get("caption") and media_type in const.MEDIA_CAPTION_TYPES:
+            media["caption"] = payload["caption"]
+        if media_type == "document" and payload.get("filename"):
+            media["filename"] = payload["filename"]
+        return {media_type: media}
+
+    def _handle_send_error(self, error):
+        if error.blocks_account:
+            self._block_account(error)
+            return False
+        if error.retryable:
+            if self.attempt_count < const.RETRY_MAX_ATTEMPTS:
+                self._requeue(graph_api.retry_delay(self.attempt_count, error.retry_after))
+            else:
+                self._fail("retries_exhausted", _("Meta kept refusing after %(count)s attempts: %(error)s",
+                                                  count=self.attempt_count, error=error.message), error.code)
+            return True
+        if isinstance(error, graph_api.MarketingOptOutError):
+            self.lead_id._whatsapp_set_opt_out(True, self.lead_id.whatsapp_number,
+                                                _("Meta reports the contact stopped marketing messages."))
+        self._fail(self._failure_type_for(error), str(error), error.code)
+        return True
+
+    @api.model
+    def _failure_type_for(self, error):
+        return {
+            const.ERROR_WINDOW_CLOSED: "window_closed",
+            const.ERROR_RECIPIENT: "recipient",
+            const.ERROR_INVALID_PARAMETER: "parameter",
+            const.ERROR_TEMPLATE: "template",
+            const.ERROR_MARKETING_OPT_OUT: "opted_out",
+        }.get(error.category, "unknown")
+
+    def _requeue(self, delay, count_attempt=True):
+        jitter = random.uniform(0, min(delay, 10) * 0.2)
+        values = {"state": "queued", "next_attempt_at": fields.Datetime.now() + timedelta(seconds=delay + jitter)}
+        if not count_attempt:
+            values["attempt_count"] = max(self.attempt_count - 1, 0)
+        self.write(values)
+
+    def _fail(self, failure_type, reason, code=None):
+        self.write({"state": "failed", "failure_type": failure_type, "error_message": reason,
+                    "error_code": code or 0, "failed_at": fields.Datetime.now(), "next_attempt_at": False})
+        self._refresh_chatter_notes()
+        self._log_failure_on_lead()
+
+    def _block_account(self, error):
+        """Meta refuses the account itself: stop sending for it and tell its administrators."""
+        self._requeue(0, count_attempt=False)
+        account = self.account_id.sudo()
+        if isinstance(error, graph_api.AuthError):
+            account.token_invalid = True
+        account._notify_sending_blocked(error)
+
+    @api.model
+    def _recover_stale_sending(self):
+        """Messages left ``sending`` by a worker that died: their fate is unknown, so never resend blindly."""
+        self.flush_model()
+        self.env.cr.execute("""
+            SELECT id FROM strato_whatsapp_message
+             WHERE state = 'sending' AND sending_started_at < %s
+               FOR NO KEY UPDATE SKIP LOCKED
+        """, [fields.Datetime.now() - STALE_SENDING_AFTER])
+        stale = self.browse(row[0] for row in self.env.cr.fetchall())
+        if stale:
+            _logger.warning("WhatsApp: %s message(s) left sending by a stopped worker marked outcome unknown", len(stale))
+            stale.write({"state": "unknown", "error_message": _(
+                "The sender stopped while this message was being handed to Meta: it may or may not have "
+                "been sent. Check with the contact before retrying.")})
+            stale._refresh_chatter_notes()
+
+    def action_retry(self):
+        """Queue failed or unknown messages again (the agent decided; rules are checked again)."""
+        retryable = self.filtered(lambda message: message.direction == "outbound" and message.state in ("failed", "unknown"))
+        if not retryable:
+            raise UserError(_("Only failed messages, or messages whose outcome is unknown, can be retried."))
+        retryable.write({"state": "queued", "next_attempt_at": fields.Datetime.now(), "attempt_count": 0,
+                         "failure_type": False, "error_code": 0, "error_message": False, "failed_at": False})
+        retryable._refresh_chatter_notes()
+        self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()

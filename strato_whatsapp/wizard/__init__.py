@@ -1,0 +1,1 @@
+from . import strato_whatsapp_composer

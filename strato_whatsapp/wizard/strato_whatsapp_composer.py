@@ -1,0 +1,129 @@
+import base64
+import mimetypes
+
+from odoo import _, api, fields, models
+from odoo.exceptions import UserError
+from odoo.tools.mimetypes import guess_mimetype
+
+
+class StratoWhatsappComposer(models.TransientModel):
+    """Write to one lead or many: free text inside the 24-hour window, an approved template otherwise."""
+
+    _name = "strato.whatsapp.composer"
+    _description = "Send WhatsApp Message"
+
+    lead_ids = fields.Many2many("crm.lead", string="Leads", required=True)
+    lead_count = fields.Integer(compute="_compute_reach")
+    account_id = fields.Many2one(
+        "strato.whatsapp.account", "From", required=True, compute="_compute_account_id", store=True,
+        readonly=False, help="The WhatsApp number the message goes out from.")
+    mode = fields.Selection([("text", "Free Text"), ("template", "Template")], required=True,
+                            compute="_compute_mode", store=True, readonly=False)
+    body = fields.Text("Message")
+    template_id = fields.Many2one(
+        "strato.whatsapp.template", "Template",
+        domain="[('account_id', '=', account_id), ('status', '=', 'approved')]")
+    attachment = fields.Binary("File", attachment=False)
+    attachment_name = fields.Char("File Name")
+    preview = fields.Text(compute="_compute_preview")
+    window_open_count = fields.Integer(compute="_compute_reach")
+    unreachable_count = fields.Integer(compute="_compute_reach")
+    reach_text = fields.Char(compute="_compute_reach")
+
+    @api.model
+    def default_get(self, fields_list):
+        values = super().default_get(fields_list)
+        context = self.env.context
+        if "lead_ids" in fields_list and not values.get("lead_ids") and context.get("active_model") == "crm.lead":
+            ids = context.get("active_ids") or [context.get("active_id")]
+            values["lead_ids"] = [(6, 0, [lead_id for lead_id in ids if lead_id])]
+        return values
+
+    @api.depends("lead_ids")
+    def _compute_account_id(self):
+        Conversation = self.env["strato.whatsapp.conversation"]
+        for composer in self:
+            lead = composer.lead_ids[:1]._origin
+            composer.account_id = (lead and Conversation._latest_account(lead)) or \
+                self.env["strato.whatsapp.account"]._default_for(lead.company_id or self.env.company)
+
+    def _conversations(self):
+        return self.env["strato.whatsapp.conversation"].search([
+            ("account_id", "=", self.account_id._origin.id), ("lead_id", "in", self.lead_ids._origin.ids)])
+
+    @api.depends("lead_ids", "account_id")
+    def _compute_reach(self):
+        for composer in self:
+            conversations = composer._conversations()
+            leads = composer.lead_ids._origin
+            open_leads = conversations.filtered("window_open").lead_id
+            reachable = leads.filtered(lambda lead: lead.whatsapp_number_state == "valid") | conversations.lead_id
+            composer.lead_count = len(leads)
+            composer.window_open_count = len(open_leads & leads)
+            composer.unreachable_count = len(leads - reachable)
+            if len(leads) == 1:
+                composer.reach_text = (_("The contact wrote in the last 24 hours: you can write freely.")
+                                       if composer.window_open_count else
+                                       _("The contact has not written in the last 24 hours: only an approved "
+                                         "template can be sent."))
+            else:
+                composer.reach_text = _("%(open)s of %(total)s leads wrote in the last 24 hours (free text reaches "
+                                        "only them); %(bad)s have no valid number.",
+                                        open=composer.window_open_count, total=len(leads),
+                                        bad=composer.unreachable_count)
+
+    @api.depends("lead_ids", "account_id")
+    def _compute_mode(self):
+        for composer in self:
+            composer.mode = "text" if composer.lead_ids and \
+                composer.window_open_count == len(composer.lead_ids) else "template"
+
+    @api.depends("mode", "body", "template_id", "lead_ids")
+    def _compute_preview(self):
+        for composer in self:
+            lead = composer.lead_ids[:1]._origin
+            if composer.mode == "template" and composer.template_id and lead:
+                composer.preview = composer.template_id._render_text(lead)
+            else:
+                composer.preview = composer.body or ""
+
+    def action_send(self):
+        self.ensure_one()
+        if self.mode == "template" and not self.template_id:
+            raise UserError(_("Choose an approved template."))
+        if self.mode == "text" and not (self.body or self.attachment):
+            raise UserError(_("Write a message or attach a file."))
+        attachment = self._create_attachment()
+        messages, skipped = self.env["strato.whatsapp.message"]._enqueue_for_leads(
+            self.lead_ids, body=self.body if self.mode == "text" else None,
+            template=self.template_id if self.mode == "template" else None,
+            attachment=attachment, account=self.template_id.account_id if self.mode == "template" else self.account_id,
+            raise_on_skip=len(self.lead_ids) == 1)
+        if len(self.lead_ids) == 1:
+            return {"type": "ir.actions.act_window_close"}
+        return {
+            "type": "ir.actions.client",
+            "tag": "display_notification",
+            "params": {
+                "title": _("WhatsApp"),
+                "message": _("%(queued)s message(s) queued, %(skipped)s lead(s) skipped (see their chatter).",
+                             queued=len(messages), skipped=len(skipped)),
+                "type": "warning" if skipped else "success",
+                "next": {"type": "ir.actions.act_window_close"},
+            },
+        }
+
+    def _create_attachment(self):
+        if not self.attachment or self.mode != "text":
+            return self.env["ir.attachment"]
+        single_lead = self.lead_ids if len(self.lead_ids) == 1 else self.env["crm.lead"]
+        raw = base64.b64decode(self.attachment)
+        mimetype = (mimetypes.guess_type(self.attachment_name or "")[0] or guess_mimetype(raw))
+        name = self.attachment_name or _("file") + (mimetypes.guess_extension(mimetype) or "")
+        return self.env["ir.attachment"].create({
+            "name": name,
+            "raw": raw,
+            "mimetype": mimetype,
+            "res_model": "crm.lead" if single_lead else False,
+            "res_id": single_lead.id,
+        })
