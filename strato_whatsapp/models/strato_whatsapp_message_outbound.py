@@ -288,6 +288,8 @@ class StratoWhatsappMessageOutbound(models.Model):
         if msg_type in const.MEDIA_TYPES:
             payload = self._media_object(client, msg_type, payload)
         content = payload.get(msg_type, payload)
+        if msg_type == "template" and self.template_id:
+            content = self.template_id._ready_to_send(client, content)
         conversation = self.conversation_id
         request = {
             "messaging_product": const.MESSAGING_PRODUCT,

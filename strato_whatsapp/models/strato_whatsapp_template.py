@@ -164,6 +164,12 @@ class StratoWhatsappTemplate(models.Model):
                 parts.append(PLACEHOLDER.sub(lambda match: values.get(match[1]) or match[0], text))
         return "\n".join(parts)
 
+    def _ready_to_send(self, client, template_object):
+        """The stored ``template`` object of a queued message, completed at send time (outside any user
+        transaction) with what needs the Graph API, such as header media ids."""
+        self.ensure_one()
+        return template_object
+
     def _components_for(self, lead):
         """Meta's ``template.components`` for ``lead``: header and body parameters in placeholder order."""
         self.ensure_one()
