@@ -56,4 +56,10 @@ odoo_bin() {
         --db_user="$DB_USER" "$@"
 }
 
+# `odoo-bin shell` wants its subcommand first.
+odoo_shell() {
+    "$ODOO_PY" "$ODOO_BIN" shell --addons-path="$ADDONS_PATH" --db_host="$DB_HOST" --db_port="$DB_PORT" \
+        --db_user="$DB_USER" --no-http "$@"
+}
+
 drop_db() { dropdb -h "$DB_HOST" -p "$DB_PORT" -U "$DB_USER" --if-exists --force "$1" 2>/dev/null || true; }
