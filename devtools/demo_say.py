@@ -27,10 +27,9 @@ def main(argv=None):
     arguments = parser.parse_args(argv)
     payload = payloads.inbound_message(payloads.DEFAULT_PHONE_NUMBER_ID, payloads.DEFAULT_DISPLAY_PHONE_NUMBER,
                                        arguments.wa_id, arguments.name, body=arguments.text)
-    answer = ControlClient(arguments.simulator).post_webhook(
+    status, body = ControlClient(arguments.simulator).post_webhook(
         arguments.odoo.rstrip("/") + "/api/webhooks/whatsapp", payload)
-    status = answer.get("status")
-    print(f"Odoo answered {status}: {answer.get('body', '')[:200]}")
+    print(f"Odoo answered {status}: {body[:200]}")
     return 0 if status == 200 else 1
 
 

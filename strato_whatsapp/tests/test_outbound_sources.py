@@ -115,3 +115,16 @@ class TestServerAction(OutboundCase):
                                                                ("direction", "=", "outbound")])
         self.assertEqual(messages.lead_id, self.lead)
         self.assertIn("24 hours", closed.message_ids[0].body)
+
+
+@tagged("post_install", "-at_install")
+class TestComposerWithoutForm(OutboundCase):
+
+    def test_created_directly_like_an_rpc_client_would(self):
+        composer = self.env["strato.whatsapp.composer"].with_user(self.salesman).create({
+            "lead_ids": [(6, 0, self.lead.ids)], "body": "Por RPC"})
+        self.assertEqual(composer.account_id, self.account, "the number the contact already talks to")
+        self.assertEqual(composer.mode, "text")
+        composer.action_send()
+        self._send()
+        self.assertEqual(self._sent_payloads()[0]["text"]["body"], "Por RPC")

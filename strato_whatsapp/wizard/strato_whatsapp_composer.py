@@ -16,9 +16,9 @@ class StratoWhatsappComposer(models.TransientModel):
     lead_count = fields.Integer(compute="_compute_reach")
     account_id = fields.Many2one(
         "strato.whatsapp.account", "From", required=True, compute="_compute_account_id", store=True,
-        readonly=False, help="The WhatsApp number the message goes out from.")
+        readonly=False, precompute=True, help="The WhatsApp number the message goes out from.")
     mode = fields.Selection([("text", "Free Text"), ("template", "Template")], required=True,
-                            compute="_compute_mode", store=True, readonly=False)
+                            compute="_compute_mode", store=True, readonly=False, precompute=True)
     body = fields.Text("Message")
     template_id = fields.Many2one(
         "strato.whatsapp.template", "Template",
