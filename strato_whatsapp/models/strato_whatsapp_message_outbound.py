@@ -163,8 +163,8 @@ class StratoWhatsappMessageOutbound(models.Model):
         accounts = self._accounts_with_due_messages()
         deadline = time.monotonic() + SEND_TIME_BUDGET
         for account in accounts:
-            if account.token_invalid or not self._lock_account(account):
-                continue
+            if account.token_invalid or not account.access_token or not self._lock_account(account):
+                continue  # waits for an administrator: the account form says why
             self._send_account_queue(account, deadline)
         if self._accounts_with_due_messages() - accounts.filtered("token_invalid"):
             self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()

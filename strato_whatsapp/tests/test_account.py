@@ -104,3 +104,20 @@ class TestWhatsappAccountConnection(WhatsappCase):
         result = self.account.action_test_connection()
         self.assertEqual(result["params"]["type"], "danger")
         self.assertIn("Try again", result["params"]["message"])
+
+
+@tagged("post_install", "-at_install")
+class TestWhatsappAccountNeutralize(WhatsappCase):
+
+    def test_neutralized_database_keeps_no_credentials_and_sends_nothing(self):
+        from odoo.modules.neutralize import get_neutralization_queries
+        lead = self._lead(mobile="+34 600 00 04 01")
+        conversation = self._conversation(lead, "34600000401", last_inbound_at=self.env.cr.now())
+        message = self._message(conversation, "hola", direction="outbound", next_attempt_at=self.env.cr.now())
+        self.env.flush_all()
+        for query in get_neutralization_queries(["strato_whatsapp"]):
+            self.env.cr.execute(query)
+        self.env.invalidate_all()
+        self.assertRecordValues(self.account, [{"access_token": False, "app_secret": False, "token_invalid": True}])
+        self.env["strato.whatsapp.message"]._cron_send()
+        self.assertEqual(message.state, "queued", "nothing goes out from a neutralized copy")
