@@ -2,6 +2,7 @@
 import asyncio
 import base64
 
+from .graph import is_mime_type
 from .webhooks import WebhookError
 from .wire import json_response
 
@@ -49,8 +50,8 @@ class Controls:
         return self.state.templates.set_status(template_id, status, reason)
 
     def add_media(self, content, mime_type, filename=None):
-        if not isinstance(content, (bytes, bytearray)) or not mime_type:
-            raise ValueError("media needs bytes content and a mime_type")
+        if not isinstance(content, (bytes, bytearray)) or not is_mime_type(mime_type):
+            raise ValueError("media needs bytes content and a MIME type such as image/jpeg")
         return self.state.add_media(bytes(content), mime_type, filename)
 
     async def post_webhook(self, target_url, payload, app_secret=None, bad_signature=False, sign=True):

@@ -1,4 +1,5 @@
 """Fault injection: rules that turn matching requests into errors, delays or dead connections."""
+import math
 import random
 
 FAULT_KINDS = ("http", "delay", "drop", "timeout")
@@ -25,7 +26,8 @@ class FaultRule:
         self.subcode = raw.get("error_subcode")
         self.message = raw.get("message")
         self.details = raw.get("details")
-        self.retry_after = raw.get("retry_after")
+        # Retry-After carries whole seconds.
+        self.retry_after = math.ceil(float(raw["retry_after"])) if raw.get("retry_after") is not None else None
         default_delay = DEFAULT_TIMEOUT_SECONDS if self.kind == "timeout" else 0.0
         self.delay = float(raw.get("delay", default_delay))
         self.to = _digits_or_id(raw["to"]) if raw.get("to") else None

@@ -1,8 +1,9 @@
 """The Graph API routes: /{version}/{object-id}[/{edge}], bearer-authenticated like Meta's."""
 import base64
+import re
 import secrets
 import time
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from . import messages
 from .errors import (GraphError, forbidden, invalid_parameter, unauthorized, unknown_edge,
@@ -12,6 +13,7 @@ from .templates import encode_cursor
 from .wire import Response, json_response
 
 SUCCESS = {"success": True}
+MIME_TYPE = re.compile(r"[\w.+-]+/[\w.+-]+(?:\s*;\s*[\w.+-]+=[\w.+\-\"]+)*")
 
 
 class GraphApi:
@@ -126,9 +128,9 @@ class GraphApi:
         if "file" not in parts:
             raise invalid_parameter("file: the parameter is required")
         upload = parts["file"]
-        mime_type = parts["type"].data.decode() if "type" in parts else upload.content_type
-        if not mime_type:
-            raise invalid_parameter("type: the parameter is required")
+        mime_type = parts["type"].data.decode("latin-1") if "type" in parts else upload.content_type
+        if not is_mime_type(mime_type):
+            raise invalid_parameter("type: a MIME type such as image/jpeg is required")
         media_id = self.state.add_media(upload.data, mime_type, upload.filename, owner=phone_number_id)
         return json_response({"id": media_id})
 
@@ -155,9 +157,8 @@ class GraphApi:
                 raise GraphError(404, 100, details="The media URL is unknown or has expired.")
         except GraphError as err:
             return err.to_response()
-        headers = ()
-        if media["filename"]:
-            headers = (("Content-Disposition", f'attachment; filename="{media["filename"]}"'),)
+        headers = ((("Content-Disposition", content_disposition(media["filename"])),)
+                   if media["filename"] else ())
         return Response(200, media["content"], media["mime_type"], headers)
 
     # templates ----------------------------------------------------------------------------
@@ -235,6 +236,11 @@ class GraphApi:
         return json_response({"id": upload_id, "file_offset": len(self.state.uploads[upload_id]["data"])})
 
 
+def is_mime_type(value):
+    """A MIME type safe to echo back as a Content-Type header."""
+    return isinstance(value, str) and MIME_TYPE.fullmatch(value) is not None
+
+
 def access_token(request):
     """The token from `Authorization: Bearer|OAuth <token>`, or the access_token parameter."""
     header = request.headers.get("authorization")
@@ -267,6 +273,12 @@ def send_answer(payload, wamid, msg_type):
     if msg_type == "template":
         sent["message_status"] = "accepted"
     return {"messaging_product": "whatsapp", "contacts": [contact], "messages": [sent]}
+
+
+def content_disposition(filename):
+    """RFC 6266 value; non-Latin-1 names go in filename* so the header stays encodable."""
+    ascii_name = filename.encode("ascii", "replace").decode().replace('"', "_").replace("?", "_")
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
 
 
 def select_fields(obj, fields):

@@ -38,7 +38,8 @@ def check_send(payload):
     """The message type; raises a code-100 GraphError naming the first bad parameter."""
     _check_recipient(payload)
     msg_type = payload.get("type", "text")
-    _require(msg_type in SEND_TYPES, f"type: '{msg_type}' is not a supported message type")
+    _require(isinstance(msg_type, str) and msg_type in SEND_TYPES,
+             f"type: '{msg_type}' is not a supported message type")
     content = payload.get(msg_type)
     _require(content is not None, f"{msg_type}: the parameter is required for type {msg_type}")
     check = _CONTENT_CHECKS.get(msg_type, _check_media)
@@ -97,7 +98,7 @@ def _check_contacts(contacts, _msg_type):
 def _check_interactive(interactive, _msg_type):
     _require(isinstance(interactive, dict), "interactive: must be an object")
     kind = interactive.get("type")
-    _require(kind in INTERACTIVE_TYPES, f"interactive.type: '{kind}' is not supported")
+    _require(isinstance(kind, str) and kind in INTERACTIVE_TYPES, f"interactive.type: '{kind}' is not supported")
     _require(isinstance(interactive.get("action"), dict), "interactive.action: the parameter is required")
     if kind == "button":
         buttons = interactive["action"].get("buttons")

@@ -109,8 +109,9 @@ def timestamp_text(timestamp=None):
 # Inbound messages
 # --------------------------------------------------------------------------------------------
 def message_item(wa_id, msg_type="text", body="Hola, me interesa el piso", wamid=None, timestamp=None,
-            bsuid=None, context=None, **type_fields):
-    """One item of `messages`. `type_fields` feed the type object; see the _TYPE_BUILDERS."""
+                 bsuid=None, context=None, **type_fields):
+    """One item of `messages`; see inbound_message for the type fields."""
+    context_from = type_fields.pop("context_from", None)
     item = {}
     if wa_id:
         item["from"] = _digits(wa_id)
@@ -120,7 +121,7 @@ def message_item(wa_id, msg_type="text", body="Hola, me interesa el piso", wamid
     if context is None and msg_type in ("button", "interactive"):
         context = new_wamid()  # replies to buttons always quote the business message
     if context is not None:
-        item["context"] = _context(context, type_fields.pop("context_from", None))
+        item["context"] = _context(context, context_from)
     builder = _TYPE_BUILDERS.get(msg_type)
     if builder is None:
         raise ValueError(f"unknown inbound message type {msg_type!r}")
@@ -134,8 +135,19 @@ def inbound_message(phone_number_id, display_phone_number, wa_id, profile_name, 
     """A whole webhook envelope carrying one message from a user.
 
     wa_id may be None when bsuid is given (a username user whose phone number is hidden).
-    `system` messages carry no contacts array, as at Meta.
+    `system` messages carry no contacts array, as at Meta. Type fields (all optional):
+      any type: context (the wamid replied to, or a {"from", "id"} dict)
+      image, video, audio, document, sticker: media_id, mime_type, sha256, caption,
+        filename (document), voice (audio), animated (sticker)
+      location: latitude, longitude, name, address, url     contacts: contacts (vCard-like list)
+      interactive: interactive_type (button_reply, list_reply, nfm_reply), reply_id, title,
+        description, response_json
+      button (template quick reply): payload, text           reaction: message_id, emoji
+      order: catalog_id, product_items (body: the order text)
+      system: system_type, new_wa_id, new_user_id (body: the notice)
+      unsupported: error_code, details, unsupported_type
     """
+    type_fields.setdefault("context_from", display_phone_number)
     item = message_item(wa_id, msg_type, body, wamid, timestamp, bsuid, **type_fields)
     contacts = [] if msg_type == "system" else [contact_item(wa_id, profile_name, bsuid, username)]
     value = messages_value(phone_number_id, display_phone_number, contacts=contacts, messages=[item])
@@ -154,7 +166,7 @@ def _text(_msg_type, body, _fields):
 
 def _media(msg_type, body, fields):
     media = {
-        "id": str(fields.get("media_id") or fields.get("id") or _numeric_id()),
+        "id": str(fields.get("media_id") or _numeric_id()),
         "mime_type": fields.get("mime_type", DEFAULT_MIME_TYPES[msg_type]),
         # Webhooks carry the hash base64-encoded; GET /{media-id} gives it in hex.
         "sha256": fields.get("sha256") or base64.b64encode(hashlib.sha256(str(body).encode()).digest()).decode(),
@@ -202,7 +214,8 @@ def _button(_msg_type, body, fields):
 
 
 def _reaction(_msg_type, _body, fields):
-    return {"reaction": {"message_id": fields.get("message_id") or new_wamid(), "emoji": fields.get("emoji", "\U0001F44D")}}
+    reaction = {"message_id": fields.get("message_id") or new_wamid(), "emoji": fields.get("emoji", "\U0001F44D")}
+    return {"reaction": reaction}
 
 
 def _order(_msg_type, body, fields):

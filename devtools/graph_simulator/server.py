@@ -29,41 +29,67 @@ class SimServer:
         self.poster = WebhookPoster()
         self.controls = Controls(state, self.poster)
         self._server = None
+        self._stopping = False
+        self._writers = set()
         self._tasks = set()
 
     async def start(self, host, port):
         # asyncio primitives bind to the loop that first uses them: a fresh poster per run.
         self.poster = self.controls.poster = WebhookPoster()
+        self._stopping = False
         self._server = await asyncio.start_server(
-            self._serve_connection, host, port, limit=HEAD_LIMIT, backlog=LISTEN_BACKLOG,
-            reuse_address=True)
+            self._accept, host, port, limit=HEAD_LIMIT, backlog=LISTEN_BACKLOG, reuse_address=True)
         self.port = self._server.sockets[0].getsockname()[1]
         self.url = f"http://{host}:{self.port}"
 
     async def stop(self):
+        self._stopping = True
+        await self._stop_accepting()
         self._server.close()
-        # Connections accepted a moment ago have a handler task that has not run yet; a task
-        # cancelled before it starts never reaches its `finally` and would leak the socket.
-        await asyncio.sleep(0)
+        for writer in list(self._writers):
+            writer.transport.abort()
         tasks = list(self._tasks)
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        await asyncio.sleep(0)  # aborted transports close their sockets on the next loop turn
         await self._server.wait_closed()
         await self.poster.close()
 
+    async def _stop_accepting(self):
+        """Stop accepting, then let accepts already under way attach to the server.
+
+        Python 3.11 asserts (and leaks the socket) when an accept completes after Server.close().
+        """
+        loop = asyncio.get_running_loop()
+        for listener in self._server.sockets:
+            loop.remove_reader(listener.fileno())
+        await asyncio.sleep(0)
+
     # connections --------------------------------------------------------------------------
+    def _accept(self, reader, writer):
+        """Called as each connection is made, before its handler task exists.
+
+        Registering the writer here (not in the task) lets stop() close connections whose task
+        has not started yet: a task cancelled before it starts never runs its `finally`.
+        """
+        if self._stopping:
+            writer.transport.abort()
+            return None
+        self._writers.add(writer)
+        return self._serve_connection(reader, writer)
+
     async def _serve_connection(self, reader, writer):
         task = asyncio.current_task()
         self._tasks.add(task)
-        writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         try:
+            writer.get_extra_info("socket").setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             await self._serve_requests(reader, writer)
-        except (ConnectionError, asyncio.IncompleteReadError, asyncio.LimitOverrunError,
-                asyncio.CancelledError):
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, asyncio.CancelledError):
             pass  # the client went away, or we are stopping: nothing left to answer
         finally:
             self._tasks.discard(task)
+            self._writers.discard(writer)
             await _close(writer)
 
     async def _serve_requests(self, reader, writer):
@@ -86,6 +112,12 @@ class SimServer:
 
     # requests -----------------------------------------------------------------------------
     async def _respond(self, request):
+        try:
+            return await self._route(request)
+        except Exception as err:  # a simulator bug must still answer, like Meta's own 500s
+            return GraphError(500, 1, "An unknown error occurred", details=repr(err)).to_response()
+
+    async def _route(self, request):
         parse_json_body(request)
         segments = [segment for segment in request.path.split("/") if segment]
         if segments and segments[0] == "_sim":
@@ -102,12 +134,9 @@ class SimServer:
         return response
 
     def _api_response(self, request, version, segments):
-        try:
-            if segments and segments[0] == "_media":
-                return self.graph.download(request, segments)
-            return self.graph.handle(request, version, segments)
-        except Exception as err:  # a simulator bug must still answer, like Meta's own 500s
-            return GraphError(500, 1, "An unknown error occurred", details=repr(err)).to_response()
+        if segments and segments[0] == "_media":
+            return self.graph.download(request, segments)
+        return self.graph.handle(request, version, segments)
 
     async def _control(self, request, name):
         try:
@@ -115,7 +144,7 @@ class SimServer:
             if asyncio.iscoroutine(response):
                 response = await response
             return response
-        except (ValueError, TypeError, KeyError) as err:
+        except (ValueError, TypeError, KeyError, AttributeError) as err:
             return json_response({"error": {"message": f"{type(err).__name__}: {err}"}}, 400)
 
     async def _inject(self, rule, request):
@@ -161,5 +190,5 @@ async def _close(writer):
     writer.close()
     try:
         await writer.wait_closed()
-    except (ConnectionError, asyncio.CancelledError):
+    except (OSError, asyncio.CancelledError):
         pass

@@ -144,6 +144,9 @@ class GraphSimulator:
         """Post a signed webhook to target_url; returns (status, body). status 0: unreachable."""
         if self._thread is None:
             raise RuntimeError("start the simulator before posting webhooks")
+        if threading.current_thread() is self._thread:
+            raise RuntimeError("post_webhook() waits on the simulator loop; await "
+                               "controls.post_webhook() when already on it")
         coroutine = self._server.controls.post_webhook(target_url, payload, app_secret, bad_signature, sign)
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(CALL_TIMEOUT_SECONDS)
 

@@ -4,7 +4,6 @@ import hashlib
 import hmac
 import itertools
 import secrets
-import time
 from collections import deque
 
 from .faults import FaultBook
@@ -139,6 +138,3 @@ class SimState:
                                    "data": bytearray(), "handle": None}
         return upload_id
 
-
-def now():
-    return int(time.time())

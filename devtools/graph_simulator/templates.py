@@ -32,6 +32,8 @@ class TemplateStore:
         ids = []
         for raw in raw_templates:
             raw = dict(raw)
+            if not isinstance(raw.get("name"), str) or not raw["name"]:
+                raise ValueError("every seeded template needs a name")
             target_waba = str(raw.pop("waba_id", None) or waba_id)
             existing = self._by_key.get((target_waba, raw.get("name"), raw.get("language", "en_US")))
             if existing:

@@ -180,5 +180,5 @@ def parse_json_body(request):
         return
     try:
         request.json = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         request.json_error = True

@@ -853,6 +853,53 @@ def test_random_bytes_never_break_the_server(sim, noise):
     assert probe.startswith(b"HTTP/1.1 200")
 
 
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(max_size=20),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=12), children, max_size=4),
+    max_leaves=12)
+SEND_SHAPED = st.fixed_dictionaries(
+    {"messaging_product": st.sampled_from(["whatsapp", "sms"]),
+     "type": st.sampled_from(["text", "image", "template", "interactive", "reaction", "location"]) | JSON_VALUES},
+    optional={"to": st.sampled_from(["34611222333", "+34611222333", "x"]) | JSON_VALUES,
+              "recipient": st.sampled_from(["US.1abc", "nope"]) | JSON_VALUES, "status": JSON_VALUES,
+              "text": JSON_VALUES, "image": JSON_VALUES, "template": JSON_VALUES, "interactive": JSON_VALUES,
+              "reaction": JSON_VALUES, "location": JSON_VALUES, "contacts": JSON_VALUES, "context": JSON_VALUES})
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=SEND_SHAPED | JSON_VALUES)
+def test_any_json_sent_to_messages_is_answered_200_or_400(http, sim, payload):
+    response = send(http, sim, payload)
+    assert response.status_code in (200, 400), response.text
+    if response.status_code == 400:
+        assert response.json()["error"]["code"] == 100
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(payload=JSON_VALUES, route=st.sampled_from(["faults", "templates", "media", "reset", "templates/status"]))
+def test_any_json_to_templates_and_control_routes_is_never_a_500(http, sim, payload, route):
+    created = graph(http, sim, "POST", f"/{WABA}/message_templates", json=payload)
+    assert created.status_code in (200, 400), created.text
+    control = http.post(f"{sim.url}/_sim/{route}", json=payload, timeout=10)
+    assert control.status_code in (200, 400), control.text
+    sim.reset()
+    assert graph(http, sim, "GET", f"/{WABA}/message_templates").status_code == 200
+
+
+def test_deeply_nested_json_is_400(http, sim):
+    response = graph(http, sim, "POST", f"/{PHONE}/messages", data=b"[" * 100_000 + b"]" * 100_000,
+                     headers={"Content-Type": "application/json"})
+    assert_graph_error(response, 400, 100)
+
+
+def test_unicode_media_filename_download(http, sim):
+    media_id = sim.add_media(b"data", "application/pdf", "contrato_año_\u4e2d.pdf")
+    url = graph(http, sim, "GET", f"/{media_id}").json()["url"]
+    download = http.get(url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=10)
+    assert download.status_code == 200
+    assert "filename*=UTF-8''contrato_a%C3%B1o_%E4%B8%AD.pdf" in download.headers["Content-Disposition"]
+
+
 # --------------------------------------------------------------------------------------------
 # Concurrency
 # --------------------------------------------------------------------------------------------
