@@ -140,9 +140,10 @@ class StratoWhatsappMessageOutbound(models.Model):
             note = message.lead_id._message_log(body=message._chatter_note_body())
             message.mail_message_id = note
 
-    def _chatter_note_body(self):
+    def _chatter_note_body(self, state_labels=None):
         self.ensure_one()
-        status = dict(self._fields["state"]._description_selection(self.env)).get(self.state)
+        state_labels = state_labels or dict(self._fields["state"]._description_selection(self.env))
+        status = state_labels.get(self.state)
         if self.state == "failed" and self.error_message:
             status = f"{status}: {self.error_message}"
         return Markup('<p class="o_strato_whatsapp"><i class="fa fa-whatsapp" title="WhatsApp"/> %s</p>'
@@ -150,8 +151,23 @@ class StratoWhatsappMessageOutbound(models.Model):
             plaintext2html(self._chatter_text() or ""), _("WhatsApp status: %s", status))
 
     def _refresh_chatter_notes(self):
-        for message in self.filtered("mail_message_id"):
-            message.mail_message_id.sudo().body = message._chatter_note_body()
+        """Rewrite the status line of these messages' chatter notes, in one statement.
+
+        The notes are ours (logged by ``_post_outbound_to_chatter``) and nothing derives from their body,
+        so a direct update is safe and keeps the send loop fast."""
+        with_note = self.filtered("mail_message_id")
+        if not with_note:
+            return
+        state_labels = dict(self._fields["state"]._description_selection(self.env))
+        bodies = [str(message._chatter_note_body(state_labels)) for message in with_note]
+        notes = with_note.mail_message_id
+        self.env["mail.message"].flush_model(["body"])
+        self.env.cr.execute("""
+            UPDATE mail_message AS note SET body = refreshed.body
+              FROM unnest(%s::int[], %s::text[]) AS refreshed(id, body)
+             WHERE note.id = refreshed.id
+        """, [[message.mail_message_id.id for message in with_note], bodies])
+        notes.invalidate_recordset(["body"])
 
     # ------------------------------------------------------------------
     # The send cron
@@ -193,16 +209,30 @@ class StratoWhatsappMessageOutbound(models.Model):
             batch = self._claim(account, SEND_BATCH_SIZE)
             if not batch:
                 return
-            self._seed_pair_spacing(batch, pairs)
-            for index, message in enumerate(batch):
-                if not message._send_one(client, throttle, pairs):
-                    for waiting in batch[index + 1:]:  # the account is blocked: the rest waits for the fix
-                        waiting._requeue(0, count_attempt=False)
-                    self._commit()
-                    return
-            self._commit()
+            if not self._send_batch(batch, client, throttle, pairs):
+                return
             if not self._lock_account(account):
                 return
+
+    @api.model
+    def _send_batch(self, batch, client, throttle, pairs):
+        """Send a claimed batch, then record every success with one statement; False when the account
+        got blocked (the rest of the batch goes back to the queue)."""
+        self._seed_pair_spacing(batch, pairs)
+        sent = []
+        for index, message in enumerate(batch):
+            outcome = message._send_one(client, throttle, pairs)
+            if outcome is False:
+                for waiting in batch[index + 1:]:
+                    waiting._requeue(0, count_attempt=False)
+                self._mark_sent(sent)
+                self._commit()
+                return False
+            if isinstance(outcome, str):
+                sent.append((message, outcome))
+        self._mark_sent(sent)
+        self._commit()
+        return True
 
     @api.model
     def _claim(self, account, size):
@@ -245,7 +275,8 @@ class StratoWhatsappMessageOutbound(models.Model):
             pairs.seed(conversation_id, float(seconds_ago))
 
     def _send_one(self, client, throttle, pairs):
-        """Send this claimed message; False when the whole account must stop."""
+        """Send this claimed message. Returns its wamid when Meta accepted it (the caller records it),
+        True when it was otherwise dealt with, False when the whole account must stop."""
         self.ensure_one()
         refusal = self._send_refusal()
         if refusal:
@@ -261,10 +292,26 @@ class StratoWhatsappMessageOutbound(models.Model):
         except graph_api.GraphApiError as error:
             return self._handle_send_error(error)
         pairs.record(self.conversation_id.id)
-        self.write({"state": "sent", "wamid": graph_api.extract_wamid(result), "sent_at": fields.Datetime.now(),
-                    "next_attempt_at": False, "failure_type": False, "error_code": 0, "error_message": False})
-        self._refresh_chatter_notes()
-        return True
+        return graph_api.extract_wamid(result)
+
+    @api.model
+    def _mark_sent(self, sent):
+        """Record accepted sends ([(message, wamid)]) in one statement: the hot path of the queue."""
+        if not sent:
+            return
+        messages = self.browse([message.id for message, _wamid in sent])
+        self.env.cr.execute("""
+            UPDATE strato_whatsapp_message AS message
+               SET state = 'sent', wamid = sent.wamid, sent_at = %s, next_attempt_at = NULL,
+                   failure_type = NULL, error_code = 0, error_message = NULL, write_date = %s, write_uid = %s
+              FROM unnest(%s::int[], %s::varchar[]) AS sent(id, wamid)
+             WHERE message.id = sent.id
+        """, [fields.Datetime.now(), fields.Datetime.now(), self.env.uid,
+              [message.id for message, _wamid in sent], [wamid for _message, wamid in sent]])
+        messages.invalidate_recordset(["state", "wamid", "sent_at", "next_attempt_at", "failure_type",
+                                       "error_code", "error_message", "write_date", "write_uid"])
+        messages._refresh_chatter_notes()
+        self.env["strato.whatsapp.early.status"]._apply_for(messages)
 
     def _send_refusal(self):
         """(failure type, reason) when the rules forbid sending now, else None."""
