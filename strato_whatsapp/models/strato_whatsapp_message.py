@@ -224,7 +224,7 @@ class StratoWhatsappMessage(models.Model):
             return "\n".join(filter(None, [_("Order of %s item(s)", items), event.order.text]))
         if event.message_type == "unsupported" or (event.errors and not event.text):
             reasons = "; ".join(filter(None, (error.title or error.message for error in event.errors)))
-            return _("Message type not supported by WhatsApp Cloud API%s", f": {reasons}" if reasons else "")
+            return _("Message type not supported by WhatsApp Cloud API%s", (": " + reasons) if reasons else "")
         return event.text or ""
 
     def _touch_conversations(self):
@@ -304,16 +304,24 @@ class StratoWhatsappMessage(models.Model):
         return {word.strip().upper() for word in (text or "").split(",") if word.strip()}
 
     def _notify_chat(self):
-        """Tell open chats (the leads' salespeople) that messages arrived or changed."""
-        by_partner = {}
-        for message in self:
-            partner = message.lead_id.user_id.partner_id
-            if partner:
-                by_partner.setdefault(partner, []).append(message)
-        for partner, messages in by_partner.items():
-            self.env["bus.bus"]._sendone(partner, "strato_whatsapp/messages", {
-                "message_ids": [message.id for message in messages],
-                "lead_ids": list({message.lead_id.id for message in messages}),
+        """Tell the chat panels open on these messages' leads that messages arrived or changed.
+
+        Collected during the transaction and sent once per lead before it commits: a webhook batch
+        of statuses makes one notification per lead, not one per status.
+        """
+        data = self.env.cr.precommit.data
+        if "strato_whatsapp.chat" not in data:
+            data["strato_whatsapp.chat"] = {}
+            self.env.cr.precommit.add(self._send_chat_notifications)
+        for message in self.filtered("lead_id"):
+            data["strato_whatsapp.chat"].setdefault(message.lead_id.id, set()).add(message.id)
+
+    def _send_chat_notifications(self):
+        pending = self.env.cr.precommit.data.pop("strato_whatsapp.chat", {})
+        for lead in self.env["crm.lead"].browse(pending).exists():
+            self.env["bus.bus"]._sendone((lead, "strato_whatsapp"), "strato_whatsapp/messages", {
+                "lead_id": lead.id,
+                "message_ids": sorted(pending[lead.id]),
             })
 
     # ------------------------------------------------------------------

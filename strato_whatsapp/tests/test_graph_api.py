@@ -634,3 +634,34 @@ def test_sim_resumable_upload(sim, sim_client):
     assert start["path"].split("?")[0].endswith(f"{MAIN_ACCOUNT['app_id']}/uploads")
     assert upload["headers"]["authorization"] == "OAuth sim-token"
     assert upload["headers"]["file_offset"] == "0"
+
+
+def test_lean_transport_reconnects_after_the_server_closed_an_idle_connection():
+    """Sends reuse one keep-alive connection; one the server closed meanwhile is replaced, not failed."""
+    import socket
+    import threading as _threading
+
+    body = b'{"messaging_product":"whatsapp","messages":[{"id":"wamid.KEEPALIVE"}]}'
+    answer = (b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body)) + body
+    listener = socket.create_server(("127.0.0.1", 0))
+    accepted = []
+
+    def serve():
+        for _ in range(2):
+            conn, _addr = listener.accept()
+            accepted.append(conn)
+            conn.recv(65536)
+            conn.sendall(answer)
+            conn.close()  # close the keep-alive connection behind the client's back
+
+    server = _threading.Thread(target=serve, daemon=True)
+    server.start()
+    client = GraphApiClient("1", "tok", api_url=f"http://127.0.0.1:{listener.getsockname()[1]}", timeout=(2, 2))
+    try:
+        assert client.send_text("34600000001", "uno")["messages"][0]["id"] == "wamid.KEEPALIVE"
+        server.join(0.2)
+        assert client.send_text("34600000001", "dos")["messages"][0]["id"] == "wamid.KEEPALIVE"
+        assert len(accepted) == 2, "a second connection replaced the closed one"
+    finally:
+        graph_api.close_connections()
+        listener.close()
