@@ -13,12 +13,16 @@ class StratoWhatsappTemplateVariable(models.Model):
 
     _name = "strato.whatsapp.template.variable"
     _description = "WhatsApp Template Variable"
-    _order = "template_id, component, button_index, sequence, id"
+    _order = "template_id, component, button_id, sequence, id"
 
     template_id = fields.Many2one("strato.whatsapp.template", required=True, ondelete="cascade", index=True)
     component = fields.Selection(
         [("header", "Header"), ("body", "Body"), ("button", "Button")], required=True, default="body")
-    button_index = fields.Integer(help="For a URL button's variable: the button's position, from 0.")
+    button_id = fields.Many2one(
+        "strato.whatsapp.template.button", "Button", ondelete="cascade", index="btree_not_null",
+        help="For a button's variable: the website button ending with {{1}}, or the copy code button.")
+    button_index = fields.Integer(
+        compute="_compute_button_index", help="For a button's variable: the button's position, from 0.")
     name = fields.Char(
         "Placeholder", required=True, help="The number of a {{1}} placeholder, or the name of a {{first_name}} one.")
     sequence = fields.Integer(compute="_compute_sequence", store=True)
@@ -31,7 +35,8 @@ class StratoWhatsappTemplateVariable(models.Model):
     sample = fields.Char("Example", help="An example value Meta reviewers see when the template is submitted.")
 
     _sql_constraints = [
-        ("placeholder_uniq", "unique(template_id, component, button_index, name)",
+        # Buttons are keyed by record, not position, so reordering them never collides.
+        ("placeholder_uniq", "unique(template_id, component, button_id, name)",
          "Each placeholder is mapped once."),
     ]
 
@@ -39,6 +44,22 @@ class StratoWhatsappTemplateVariable(models.Model):
     def _compute_sequence(self):
         for variable in self:
             variable.sequence = int(variable.name) if (variable.name or "").isdigit() else 1000
+
+    @api.depends("button_id", "template_id.button_ids")
+    def _compute_button_index(self):
+        for variable in self:
+            button = variable.button_id
+            variable.button_index = button._position() if button and button.template_id else 0
+
+    @api.constrains("template_id", "component", "name", "button_id")
+    def _check_unique_placeholder(self):
+        # The SQL constraint cannot see duplicates among header and body variables (no button: NULL).
+        for variable in self:
+            twins = variable.template_id.variable_ids.filtered(
+                lambda other: (other.component, other.name, other.button_id) ==
+                              (variable.component, variable.name, variable.button_id))
+            if len(twins) > 1:
+                raise ValidationError(_("Placeholder {{%s}} is mapped twice.", variable.name))
 
     @api.constrains("source", "field_path")
     def _check_field_path(self):
@@ -55,8 +76,11 @@ class StratoWhatsappTemplateVariable(models.Model):
                 model = self.env[field.comodel_name] if field.relational else model
 
     def _value_for(self, lead):
-        """The text this placeholder takes for ``lead`` (never empty when a fallback is set)."""
+        """The text this placeholder takes for ``lead`` (never empty when a fallback is set).
+        Without a lead (a preview), the example value."""
         self.ensure_one()
+        if not lead:
+            return (self.sample or self.fallback or "").strip()
         if self.source == "fixed":
             value = self.fixed_value
         elif self.source == "salesperson":
