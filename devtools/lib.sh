@@ -51,6 +51,22 @@ install_requirements() {
         || die "could not install requirements-test.txt into $ODOO_PY"
 }
 
+# The browser tests (Odoo tours) drive a headless Chromium; Debian's package will do (Odoo runs it
+# without sandbox, so root is fine). Installed when missing; the run stops if that fails.
+ensure_chromium() {
+    local bin
+    for bin in chromium google-chrome chromium-browser google-chrome-stable; do
+        command -v "$bin" >/dev/null && return 0
+    done
+    command -v apt-get >/dev/null || die "Chromium is missing and apt-get is not available: install Chromium or Google Chrome for the browser tests."
+    local sudo=""
+    [ "$(id -u)" = "0" ] || sudo="sudo"
+    say "installing chromium (for the browser tests)"
+    { $sudo apt-get update -qq && DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium; } >/dev/null \
+        || die "could not install chromium (apt-get install -y chromium); the browser tests need it."
+    command -v chromium >/dev/null || die "chromium is still not found after installing it."
+}
+
 odoo_bin() {
     "$ODOO_PY" "$ODOO_BIN" --addons-path="$ADDONS_PATH" --db_host="$DB_HOST" --db_port="$DB_PORT" \
         --db_user="$DB_USER" "$@"

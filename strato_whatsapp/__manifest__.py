@@ -14,6 +14,7 @@
         "security/strato_whatsapp_rules.xml",
         "data/utm_source_data.xml",
         "data/ir_cron_data.xml",
+        "data/strato_whatsapp_chat_data.xml",
         "data/ir_config_parameter_data.xml",
         "views/strato_whatsapp_account_views.xml",
         "views/strato_whatsapp_conversation_views.xml",
@@ -24,10 +25,19 @@
         "wizard/strato_whatsapp_composer_views.xml",
         "views/crm_lead_views.xml",
         "views/strato_whatsapp_menus.xml",
+        "data/strato_whatsapp_template_data.xml",
     ],
     "demo": [
         "demo/strato_whatsapp_demo.xml",
     ],
+    "assets": {
+        "web.assets_backend": [
+            "strato_whatsapp/static/src/**/*",
+        ],
+        "web.assets_tests": [
+            "strato_whatsapp/static/tests/tours/**/*",
+        ],
+    },
     "post_init_hook": "_post_init_hook",
     "installable": True,
     "application": False,

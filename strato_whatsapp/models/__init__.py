@@ -1,5 +1,6 @@
 from . import strato_whatsapp_account
 from . import strato_whatsapp_template
+from . import strato_whatsapp_template_button
 from . import strato_whatsapp_template_variable
 from . import strato_whatsapp_conversation
 from . import strato_whatsapp_message
@@ -8,3 +9,7 @@ from . import strato_whatsapp_early_status
 from . import strato_whatsapp_webhook_event
 from . import crm_lead
 from . import ir_actions_server
+from . import strato_whatsapp_message_chat
+from . import strato_whatsapp_conversation_inbox
+from . import crm_lead_chat
+from . import ir_websocket

@@ -2,6 +2,7 @@ import logging
 import os
 import re
 import secrets
+from datetime import timedelta
 
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import UserError, ValidationError
@@ -89,6 +90,15 @@ class StratoWhatsappAccount(models.Model):
         help="Meta refused the access token. Nothing is sent from this number until a new token is saved.")
     conversation_ids = fields.One2many("strato.whatsapp.conversation", "account_id")
     conversation_count = fields.Integer(compute="_compute_conversation_count")
+    template_count = fields.Integer(compute="_compute_template_count")
+    send_read_receipts = fields.Boolean(
+        "Send Read Receipts", default=False,
+        help="When an agent opens a chat, tell WhatsApp the contact's messages were read (blue ticks on "
+             "their phone). Sent in the background.")
+    # Health, at a glance on the form.
+    last_webhook_at = fields.Datetime("Last Webhook Received", compute="_compute_health")
+    failed_message_count_24h = fields.Integer("Messages Failed (24 h)", compute="_compute_health")
+    failed_event_count_24h = fields.Integer("Webhooks Failed (24 h)", compute="_compute_health")
 
     _sql_constraints = [
         ("phone_number_id_company_uniq", "unique(company_id, phone_number_id)",
@@ -112,6 +122,28 @@ class StratoWhatsappAccount(models.Model):
             [("account_id", "in", self.ids)], ["account_id"], ["__count"]))
         for account in self:
             account.conversation_count = counts.get(account, 0)
+
+    def _compute_health(self):
+        since = fields.Datetime.now() - timedelta(hours=24)
+        # Webhook events are administrators' records: read as superuser for these counts only.
+        events = self.env["strato.whatsapp.webhook.event"].sudo()
+        last_webhooks = dict(events._read_group([("account_id", "in", self.ids)], ["account_id"], ["create_date:max"]))
+        failed_events = dict(events._read_group(
+            [("account_id", "in", self.ids), ("state", "=", "failed"), ("create_date", ">=", since)],
+            ["account_id"], ["__count"]))
+        failed_messages = dict(self.env["strato.whatsapp.message"].sudo()._read_group(
+            [("account_id", "in", self.ids), ("state", "=", "failed"), ("failed_at", ">=", since)],
+            ["account_id"], ["__count"]))
+        for account in self:
+            account.last_webhook_at = last_webhooks.get(account._origin, False)
+            account.failed_event_count_24h = failed_events.get(account._origin, 0)
+            account.failed_message_count_24h = failed_messages.get(account._origin, 0)
+
+    def _compute_template_count(self):
+        counts = dict(self.env["strato.whatsapp.template"]._read_group(
+            [("account_id", "in", self.ids)], ["account_id"], ["__count"]))
+        for account in self:
+            account.template_count = counts.get(account, 0)
 
     @api.constrains("graph_api_version")
     def _check_graph_api_version(self):
@@ -268,6 +300,32 @@ class StratoWhatsappAccount(models.Model):
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "strato_whatsapp.strato_whatsapp_conversation_action")
         action["domain"] = [("account_id", "=", self.id)]
+        return action
+
+    def action_sync_templates(self):
+        """Bring this number's templates in line with Meta (the template model does the work)."""
+        self.ensure_one()
+        return self.env["strato.whatsapp.template"]._action_sync_account(self)
+
+    def action_open_failed_messages(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("strato_whatsapp.strato_whatsapp_message_action")
+        action["domain"] = [("account_id", "=", self.id), ("state", "=", "failed"),
+                            ("failed_at", ">=", fields.Datetime.now() - timedelta(hours=24))]
+        action["context"] = {}
+        return action
+
+    def action_open_failed_events(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("strato_whatsapp.strato_whatsapp_webhook_event_action")
+        action["domain"] = [("account_id", "=", self.id), ("state", "=", "failed")]
+        return action
+
+    def action_open_templates(self):
+        self.ensure_one()
+        action = self.env["ir.actions.act_window"]._for_xml_id("strato_whatsapp.strato_whatsapp_template_action")
+        action["domain"] = [("account_id", "=", self.id)]
+        action["context"] = {"default_account_id": self.id}
         return action
 
     @api.model

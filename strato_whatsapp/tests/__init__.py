@@ -8,3 +8,6 @@ from . import test_webhook_media
 from . import test_webhook_fuzz
 from . import test_outbound_queue
 from . import test_outbound_sources
+from . import test_templates
+from . import test_chat
+from . import test_chat_tour

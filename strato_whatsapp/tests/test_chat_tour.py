@@ -1,0 +1,113 @@
+import threading
+import time
+
+from odoo import SUPERUSER_ID, api
+from odoo.addons.bus.models.bus import dispatch
+from odoo.tests import tagged
+
+from .common import SIM_ACCOUNT, WhatsappHttpCase, start_graph_simulator
+
+# The tour checks the clock before the answer goes out: the "cron" waits this long after queueing.
+SEND_AFTER_SECONDS = 1.5
+
+
+class CronWorkers(threading.Thread):
+    """The cron workers of production, for a browser test: send the queue, process received webhooks.
+
+    A test transaction never commits, so the bus's NOTIFY (a post-commit hook) never fires; this thread
+    wakes the open websockets itself after each round, as the bus dispatcher would.
+    """
+
+    def __init__(self, registry, interval=0.3):
+        super().__init__(name="strato-whatsapp-cron-workers", daemon=True)
+        self.registry = registry
+        self.interval = interval
+        self.stopped = threading.Event()
+        self.errors = []
+        self._queued_since = {}
+
+    def run(self):
+        threading.current_thread().testing = True  # like the test's own threads: no real commits
+        # The test thread uses the shared test cursor without its lock until the browser is on the page
+        # (logging in, opening it): only start once the page's websocket has subscribed.
+        before = self._websockets()
+        while not (self._websockets() - before) and not self.stopped.wait(0.05):
+            pass
+        while not self.stopped.wait(self.interval):
+            try:
+                self._round()
+            except Exception as error:  # noqa: BLE001 - reported by the test, not lost in the thread
+                self.errors.append(error)
+            self._wake_websockets()
+
+    def _round(self):
+        with self.registry.cursor() as cr:
+            env = api.Environment(cr, SUPERUSER_ID, {})
+            if self._sending_is_due(env):
+                env["strato.whatsapp.message"]._cron_send()
+            env["strato.whatsapp.webhook.event"]._cron_process()
+
+    def _sending_is_due(self, env):
+        queued = env["strato.whatsapp.message"].search([("state", "=", "queued"), ("direction", "=", "outbound")])
+        now = time.monotonic()
+        for message_id in queued.ids:
+            self._queued_since.setdefault(message_id, now)
+        return any(now - self._queued_since[message_id] >= SEND_AFTER_SECONDS for message_id in queued.ids)
+
+    @staticmethod
+    def _websockets():
+        return {websocket for websockets in list(dispatch._channels_to_ws.values()) for websocket in list(websockets)}
+
+    def _wake_websockets(self):
+        for websocket in self._websockets():
+            websocket.trigger_notification_dispatching()
+
+    def stop(self):
+        self.stopped.set()
+        self.join(10)
+
+
+@tagged("post_install", "-at_install")
+class TestChatTour(WhatsappHttpCase):
+    """In a real browser: a lead's chat shows what the contact sent, and its answer's ticks go live."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.simulator = start_graph_simulator(
+            cls, webhook_url=cls.base_url() + cls.WEBHOOK, auto_status=True, status_delay=0.3)
+        cls.account.graph_api_url = cls.simulator.url
+        cls.lead = cls._lead(name="Piso en Malasaña", contact_name="Lucía Fernández", mobile="+34 600 00 04 01",
+                             user_id=cls.salesman.id)
+
+    def test_agent_reads_answers_and_sees_it_delivered(self):
+        status, body = self.simulator.post_webhook(
+            self.base_url() + self.WEBHOOK,
+            self._inbound(wa_id="34600000401", body="¿Puedo visitar el piso mañana?"), SIM_ACCOUNT["app_secret"])
+        self.assertEqual(status, 200, body)
+        self.env["strato.whatsapp.webhook.event"]._cron_process()
+        inbound = self.lead.whatsapp_message_ids
+        self.assertEqual(inbound.body, "¿Puedo visitar el piso mañana?")
+
+        workers = CronWorkers(self.registry)
+        workers.start()
+        try:
+            self.start_tour(f"/odoo/crm.lead/{self.lead.id}", "strato_whatsapp_chat_tour", login="wa_salesman")
+        finally:
+            workers.stop()
+        self.assertFalse(workers.errors)
+
+        answer = self.lead.whatsapp_message_ids.filtered(lambda message: message.direction == "outbound")
+        self.assertEqual(answer.body, "Claro, ¿le viene bien a las 11:00?")
+        self.assertEqual(answer.author_id, self.salesman)
+        self.assertIn(answer.state, ("delivered", "read"))
+        self.assertTrue(inbound.is_read, "opening the chat marked the contact's message read")
+        sent = self.simulator.sent()["messages"]
+        self.assertEqual([message["payload"]["text"]["body"] for message in sent], [answer.body])
+
+    def test_inbox_lists_conversations_and_opens_their_chat(self):
+        self._receive(self._inbound(wa_id="34600000401", profile="Lucía", body="¿Tiene garaje?"))
+        self.start_tour("/odoo/action-strato_whatsapp.strato_whatsapp_conversation_action",
+                        "strato_whatsapp_inbox_tour", login="wa_salesman")
+        self.assertFalse(self.lead.whatsapp_message_ids.filtered(lambda message: not message.is_read),
+                         "opening the chat from the inbox read the message")
