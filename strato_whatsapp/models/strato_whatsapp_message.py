@@ -117,6 +117,8 @@ class StratoWhatsappMessage(models.Model):
     longitude = fields.Float(digits=(10, 7))
     reaction_emoji = fields.Char("Reaction", help="The contact's reaction to this message.")
     mail_message_id = fields.Many2one("mail.message", "Chatter Message", ondelete="set null", copy=False)
+    chatter_pending = fields.Boolean(
+        copy=False, index="btree_not_null", help="Technical: received, not posted in the lead's chatter yet.")
     # What Meta's statuses tell about the conversation and its price.
     meta_conversation_id = fields.Char("Meta Conversation", readonly=True, copy=False)
     conversation_origin = fields.Char(readonly=True, copy=False, help="Meta's conversation origin type.")
@@ -170,7 +172,6 @@ class StratoWhatsappMessage(models.Model):
         messages = self.create([self._inbound_values(event, conversations[event.wamid]) for event in events])
         messages._touch_conversations()
         messages._apply_reactions()
-        messages._post_inbound_to_chatter()
         messages._apply_opt_keywords()
         messages._notify_chat()
         if any(message.media_state == "pending" for message in messages):
@@ -199,6 +200,7 @@ class StratoWhatsappMessage(models.Model):
             "message_at": event.timestamp,
             "body": self._inbound_body(event),
             "reply_to_wamid": event.context_wamid or (event.reaction and event.reaction.message_id) or False,
+            "chatter_pending": message_type != "reaction",
         }
         if event.media:
             values.update({
@@ -264,6 +266,21 @@ class StratoWhatsappMessage(models.Model):
         if self.message_type == "document" and self.media_filename:
             label = _("Document: %s", self.media_filename)
         return "\n".join(filter(None, [label and f"[{label}]", self.body]))
+
+    @api.model
+    def _post_pending_chatter(self, commit=None, batch_size=100):
+        """Post received messages in their leads' chatter, oldest first, committing after each batch.
+
+        Followers are notified as for any chatter message, but their e-mails go through the mail queue
+        instead of being sent from this loop."""
+        while True:
+            pending = self.search([("chatter_pending", "=", True)], order="id", limit=batch_size)
+            if not pending:
+                return
+            pending.with_context(mail_notify_force_send=False)._post_inbound_to_chatter()
+            pending.chatter_pending = False
+            if commit:
+                commit()
 
     def _post_inbound_to_chatter(self):
         for message in self:

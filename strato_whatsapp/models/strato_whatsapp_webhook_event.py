@@ -57,13 +57,27 @@ class StratoWhatsappWebhookEvent(models.Model):
     def _store(self, account, raw_body):
         """Persist one authenticated POST and wake the processing cron. Called by the webhook route."""
         event = self.sudo().create({"account_id": account.id, "payload": raw_body.decode()})
-        self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook").sudo()._trigger()
+        self._wake_processing()
         return event
 
     @api.model
+    def _wake_processing(self):
+        # A trigger already due will run the cron, which drains every committed event: one is enough.
+        cron = self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook").sudo()
+        self.env.cr.execute("SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s AND call_at <= %s LIMIT 1",
+                            [cron.id, fields.Datetime.now()])
+        if not self.env.cr.fetchone():
+            cron._trigger()
+
+    @api.model
     def _cron_process(self, limit=None):
-        """Process pending events, and failed ones whose retry time has come, in committed batches."""
+        """Process pending events, and failed ones whose retry time has come, in committed batches.
+
+        Message rows are committed first; their chatter posts (much slower: notifications) follow in a
+        second pass, so a burst of webhooks turns into messages quickly and the chatter catches up.
+        """
         processed = 0
+        Message = self.env["strato.whatsapp.message"]
         while True:
             events = self._claim_batch(BATCH_SIZE)
             if not events:
@@ -71,8 +85,10 @@ class StratoWhatsappWebhookEvent(models.Model):
             events._process()
             processed += len(events)
             self._commit_progress(processed)
+            Message._post_pending_chatter(commit=self._commit_progress)
             if limit and processed >= limit:
                 break
+        Message._post_pending_chatter(commit=self._commit_progress)
         return processed
 
     @api.model
@@ -88,13 +104,25 @@ class StratoWhatsappWebhookEvent(models.Model):
         """, [fields.Datetime.now(), size])
         return self.browse(row[0] for row in self.env.cr.fetchall())
 
-    def _commit_progress(self, processed):
+    def _commit_progress(self, processed=0):
         if getattr(threading.current_thread(), "testing", False):
             return
-        self.env["ir.cron"]._notify_progress(done=processed, remaining=0)
+        if processed:
+            self.env["ir.cron"]._notify_progress(done=processed, remaining=0)
         self.env.cr.commit()
 
     def _process(self):
+        """Apply these events together (one savepoint, batched lookups); when that fails, one by one, so
+        the faulty event is isolated with its error and the others still go through."""
+        if len(self) > 1:
+            try:
+                with self.env.cr.savepoint():
+                    self._apply()
+            except Exception:  # noqa: BLE001 - retried below, event by event
+                _logger.info("WhatsApp webhook batch of %s events failed; processing them one by one", len(self))
+            else:
+                self._mark_done()
+                return
         for event in self:
             try:
                 with self.env.cr.savepoint():
@@ -102,8 +130,10 @@ class StratoWhatsappWebhookEvent(models.Model):
             except Exception as error:  # noqa: BLE001 - whatever breaks, the event is kept to retry
                 event._record_failure(error)
             else:
-                event.write({"state": "done", "error": False, "processed_at": fields.Datetime.now(),
-                             "next_attempt_at": False})
+                event._mark_done()
+
+    def _mark_done(self):
+        self.write({"state": "done", "error": False, "processed_at": fields.Datetime.now(), "next_attempt_at": False})
 
     def _record_failure(self, error):
         attempts = self.attempt_count + 1
@@ -118,30 +148,37 @@ class StratoWhatsappWebhookEvent(models.Model):
         })
 
     def _apply(self):
-        """Turn this event's payload into records. Idempotent."""
-        payload = webhook.parse_body(self.payload.encode())
-        items = webhook.extract_events(payload)
-        accounts = self._accounts_by_phone_number_id(items)
-        messages = [item for item in items if isinstance(item, webhook.InboundMessage)]
-        statuses = [item for item in items if isinstance(item, webhook.StatusUpdate)]
+        """Turn these events' payloads into records, batched per account. Idempotent."""
+        for _secret_holder, events in self.grouped("account_id").items():
+            items = []
+            for event in events:
+                event_items = webhook.extract_events(webhook.parse_body(event.payload.encode()))
+                event._log_unhandled(event_items, events._accounts_by_phone_number_id(event_items))
+                items.extend(event_items)
+            events._apply_items(items)
+
+    def _apply_items(self, items):
+        accounts = self[:1]._accounts_by_phone_number_id(items)
+        Message = self.env["strato.whatsapp.message"]
         for phone_number_id, account in accounts.items():
-            account_messages = [item for item in messages if item.phone_number_id == phone_number_id]
-            account_statuses = [item for item in statuses if item.phone_number_id == phone_number_id]
-            if account_messages:
-                self.env["strato.whatsapp.message"]._receive(account, account_messages)
-            if account_statuses:
-                self.env["strato.whatsapp.message"]._apply_statuses(account, account_statuses)
+            messages = [item for item in items if isinstance(item, webhook.InboundMessage)
+                        and item.phone_number_id == phone_number_id]
+            statuses = [item for item in items if isinstance(item, webhook.StatusUpdate)
+                        and item.phone_number_id == phone_number_id]
+            if messages:
+                Message._receive(account, messages)
+            if statuses:
+                Message._apply_statuses(account, statuses)
         template_events = [item for item in items if isinstance(item, (
             webhook.TemplateStatusUpdate, webhook.TemplateQualityUpdate, webhook.TemplateCategoryUpdate))]
         if template_events:
-            self.env["strato.whatsapp.template"]._apply_meta_events(self.account_id, template_events)
-        self._log_unhandled(items, accounts)
+            self.env["strato.whatsapp.template"]._apply_meta_events(self[:1].account_id, template_events)
 
     def _accounts_by_phone_number_id(self, items):
         """The accounts the items are for. The signature proved the sender holds this event's app secret,
         so only numbers of that same Meta app may be touched by it."""
         phone_number_ids = {item.phone_number_id for item in items if item.phone_number_id}
-        secret = self.account_id.sudo().app_secret
+        secret = self[:1].account_id.sudo().app_secret
         accounts = self.env["strato.whatsapp.account"].sudo().search([
             ("phone_number_id", "in", list(phone_number_ids))])
         return {account.phone_number_id: account for account in accounts if account.app_secret == secret}

@@ -123,3 +123,26 @@ class TestWebhookEventReplay(WhatsappHttpCase):
             messages = self._receive(payload)
         self.assertEqual(messages.mapped("body"), ["válido"])
         self.assertEqual(self.env["strato.whatsapp.webhook.event"].search([]).state, "done")
+
+    @mute_logger("odoo.addons.strato_whatsapp.models.strato_whatsapp_webhook_event")
+    def test_one_faulty_event_in_a_batch_does_not_hold_back_the_others(self):
+        Event = self.env["strato.whatsapp.webhook.event"]
+        Message = type(self.env["strato.whatsapp.message"])
+        original = Message._receive
+
+        def receive(records, account, events):
+            if any(event.wa_id == "34600000079" for event in events):
+                raise ValueError("bad data from this sender")
+            return original(records, account, events)
+
+        for wa_id in ("34600000077", "34600000079", "34600000078"):
+            self.assertEqual(self._post(self._inbound(wa_id=wa_id, body=f"de {wa_id}")).status_code, 200)
+        with patch.object(Message, "_receive", receive):
+            Event._cron_process()
+        events = Event.search([], order="id")
+        self.assertEqual(events.mapped("state"), ["done", "failed", "done"])
+        self.assertIn("bad data", events[1].error)
+        bodies = self.env["strato.whatsapp.message"].search([("account_id", "=", self.account.id)]).mapped("body")
+        self.assertEqual(sorted(bodies), ["de 34600000077", "de 34600000078"])
+        chatter = self.env["strato.whatsapp.message"].search([("account_id", "=", self.account.id)]).mail_message_id
+        self.assertEqual(len(chatter), 2, "the chatter pass posted both")
