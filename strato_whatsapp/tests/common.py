@@ -95,6 +95,21 @@ class WhatsappFixtures:
         })
 
 
+class WithGraphSimulator:
+    """Mixin (before the case class): the account talks to a Graph API simulator started for the class,
+    with its recorded requests and faults reset before each test."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.simulator = start_graph_simulator(cls)
+        cls.account.graph_api_url = cls.simulator.url
+
+    def setUp(self):
+        super().setUp()
+        self.simulator.reset()
+
+
 class WhatsappCase(WhatsappFixtures, common.TransactionCase):
     pass
 

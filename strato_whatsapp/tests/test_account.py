@@ -1,7 +1,7 @@
 from odoo.exceptions import ValidationError
 from odoo.tests import tagged
 
-from .common import SIM_ACCOUNT, WhatsappCase, start_graph_simulator
+from .common import SIM_ACCOUNT, WhatsappCase, WithGraphSimulator
 
 
 @tagged("post_install", "-at_install")
@@ -67,17 +67,7 @@ class TestWhatsappAccount(WhatsappCase):
 
 
 @tagged("post_install", "-at_install")
-class TestWhatsappAccountConnection(WhatsappCase):
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.simulator = start_graph_simulator(cls)
-        cls.account.graph_api_url = cls.simulator.url
-
-    def setUp(self):
-        super().setUp()
-        self.simulator.reset()
+class TestWhatsappAccountConnection(WithGraphSimulator, WhatsappCase):
 
     def test_connection_works(self):
         result = self.account.action_test_connection()

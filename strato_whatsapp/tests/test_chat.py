@@ -6,18 +6,16 @@ from odoo import fields
 from odoo.exceptions import AccessError, UserError
 from odoo.tests import tagged
 
-from .common import WhatsappCase, start_graph_simulator
+from .common import WhatsappCase, WithGraphSimulator
 
 PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg==")
 
 
-class ChatCase(WhatsappCase):
+class ChatCase(WithGraphSimulator, WhatsappCase):
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.simulator = start_graph_simulator(cls)
-        cls.account.graph_api_url = cls.simulator.url
         cls.lead = cls._lead(name="Ático en Chamberí", contact_name="Lucía Fernández", mobile="+34 600 00 03 01",
                              user_id=cls.salesman.id)
         cls.conversation = cls._conversation(cls.lead, "34600000301", last_inbound_at=fields.Datetime.now())
@@ -33,7 +31,6 @@ class ChatCase(WhatsappCase):
 
     def setUp(self):
         super().setUp()
-        self.simulator.reset()
         self.chat = self.lead.with_user(self.salesman)
 
     def _inbound(self, body, minutes_ago=0, **vals):

@@ -6,18 +6,16 @@ from odoo.exceptions import UserError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from .common import SIM_ACCOUNT, WhatsappCase, start_graph_simulator
+from .common import SIM_ACCOUNT, WhatsappCase, WithGraphSimulator
 
 OUTBOUND_LOGGER = "odoo.addons.strato_whatsapp.models.strato_whatsapp_message_outbound"
 
 
-class OutboundCase(WhatsappCase):
+class OutboundCase(WithGraphSimulator, WhatsappCase):
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.simulator = start_graph_simulator(cls)
-        cls.account.graph_api_url = cls.simulator.url
         cls.lead = cls._lead(name="Piso Chamberí", contact_name="Lucía Fernández", mobile="+34 600 00 02 01",
                              user_id=cls.salesman.id)
         cls.conversation = cls._conversation(cls.lead, "34600000201", last_inbound_at=fields.Datetime.now())
@@ -28,7 +26,6 @@ class OutboundCase(WhatsappCase):
 
     def setUp(self):
         super().setUp()
-        self.simulator.reset()
         self.Message = self.env["strato.whatsapp.message"]
 
     def _send(self):

@@ -6,7 +6,7 @@ from odoo.exceptions import UserError, ValidationError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from .common import SIM_ACCOUNT, WhatsappCase, start_graph_simulator
+from .common import SIM_ACCOUNT, WhatsappCase, WithGraphSimulator
 
 TEMPLATE_LOGGER = "odoo.addons.strato_whatsapp.models.strato_whatsapp_template"
 PNG = base64.b64decode(
@@ -14,20 +14,17 @@ PNG = base64.b64decode(
 BIENVENIDA = "Hola {{1}}, gracias por contactarnos. Estamos aquí para ayudarte con tu búsqueda inmobiliaria."
 
 
-class TemplateCase(WhatsappCase):
+class TemplateCase(WithGraphSimulator, WhatsappCase):
 
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.simulator = start_graph_simulator(cls)
-        cls.account.graph_api_url = cls.simulator.url
         cls.Template = cls.env["strato.whatsapp.template"]
         cls.lead = cls._lead(name="Piso Chamberí", contact_name="Lucía Fernández", mobile="+34 600 00 05 01",
                              user_id=cls.salesman.id)
 
     def setUp(self):
         super().setUp()
-        self.simulator.reset()
         self.simulator.clear_templates()
 
     def _template(self, **vals):

@@ -1,25 +1,15 @@
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from .common import WhatsappHttpCase, start_graph_simulator
+from .common import WhatsappHttpCase, WithGraphSimulator
 
 PDF = b"%PDF-1.4\n% ficha del piso\n" + b"0" * 2048
 JPEG = b"\xff\xd8\xff\xe0" + b"\x10JFIF" + b"1" * 4096
 
 
 @tagged("post_install", "-at_install")
-class TestInboundMedia(WhatsappHttpCase):
+class TestInboundMedia(WithGraphSimulator, WhatsappHttpCase):
     """Media ids from webhooks are fetched from the Graph API (simulator) into attachments, by a cron."""
-
-    @classmethod
-    def setUpClass(cls):
-        super().setUpClass()
-        cls.simulator = start_graph_simulator(cls)
-        cls.account.graph_api_url = cls.simulator.url
-
-    def setUp(self):
-        super().setUp()
-        self.simulator.reset()
 
     def _fetch(self):
         self.env["strato.whatsapp.message"]._cron_fetch_media()
