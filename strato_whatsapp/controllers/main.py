@@ -32,7 +32,7 @@ class WhatsappWebhookController(http.Controller):
         challenge = params.get("hub.challenge")
         Account = request.env["strato.whatsapp.account"].sudo()
         if params.get("hub.mode") == "subscribe" and challenge is not None and token:
-            if any(hmac.compare_digest(token, known) for known in Account._active_verify_tokens()):
+            if any(hmac.compare_digest(token.encode(), known.encode()) for known in Account._active_verify_tokens()):
                 return _plain(200, challenge)
         _logger.warning("WhatsApp webhook verification refused (mode %r)", params.get("hub.mode"))
         return _plain(403, "Forbidden")

@@ -88,6 +88,10 @@ class StratoWhatsappAccount(models.Model):
     token_invalid = fields.Boolean(
         "Token Needs Renewal", readonly=True, copy=False, tracking=True,
         help="Meta refused the access token. Nothing is sent from this number until a new token is saved.")
+    sending_stopped_reason = fields.Char(
+        readonly=True, copy=False, tracking=True,
+        help="Meta refused this number's messages (permission, restriction): nothing is sent until an "
+             "administrator fixes it and resumes sending.")
     conversation_ids = fields.One2many("strato.whatsapp.conversation", "account_id")
     conversation_count = fields.Integer(compute="_compute_conversation_count")
     template_count = fields.Integer(compute="_compute_template_count")
@@ -173,20 +177,34 @@ class StratoWhatsappAccount(models.Model):
         return tuple(token for token in self.sudo().search([]).mapped("verify_token") if token)
 
     @api.model
-    @tools.ormcache("phone_number_ids", "waba_ids")
     def _webhook_candidates(self, phone_number_ids, waba_ids):
         """((account id, app secret), ...) of the active accounts a webhook body may be for.
 
         Messages and statuses name their phone number; template events only their WABA. Only accounts
-        with an app secret can be candidates: without it no signature can be checked. Cached: this runs
-        on every webhook POST, and accounts change rarely (any write clears the cache).
+        with an app secret can be candidates: without it no signature can be checked. The ids come from
+        an unauthenticated body, so they are only looked up in the cached routing map, never in SQL.
         """
-        if phone_number_ids:
-            domain = [("phone_number_id", "in", list(phone_number_ids))]
-        else:
-            domain = [("business_account_id", "in", list(waba_ids))]
-        accounts = self.sudo().search(domain + [("app_secret", "!=", False)])
-        return tuple((account.id, account.app_secret) for account in accounts)
+        by_phone_number, by_waba = self._webhook_routing()
+        table, keys = (by_phone_number, phone_number_ids) if phone_number_ids else (by_waba, waba_ids)
+        found = []
+        for key in keys:
+            for candidate in table.get(key, ()):
+                if candidate not in found:
+                    found.append(candidate)
+        return tuple(found)
+
+    @api.model
+    @tools.ormcache()
+    def _webhook_routing(self):
+        """({phone number id: candidates}, {WABA id: candidates}); cached, as this runs on every webhook
+        POST and accounts change rarely (any account write clears it)."""
+        by_phone_number, by_waba = {}, {}
+        for account in self.sudo().search([("app_secret", "!=", False)]):
+            candidate = (account.id, account.app_secret)
+            by_phone_number.setdefault(account.phone_number_id, []).append(candidate)
+            if account.business_account_id:
+                by_waba.setdefault(account.business_account_id, []).append(candidate)
+        return by_phone_number, by_waba
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -204,6 +222,7 @@ class StratoWhatsappAccount(models.Model):
             vals["verify_token"] = _new_verify_token()
         if vals.get("access_token"):
             vals.setdefault("token_invalid", False)
+            vals.setdefault("sending_stopped_reason", False)
         return super().write(vals)
 
     @api.model
@@ -279,6 +298,26 @@ class StratoWhatsappAccount(models.Model):
     def _default_for(self, company):
         """The account messages of ``company``'s leads go out from when none is chosen."""
         return self.search([("company_id", "=", company.id or self.env.company.id)], limit=1)
+
+    def _can_send(self):
+        self.ensure_one()
+        account = self.sudo()
+        return bool(account.access_token) and not account.token_invalid and not account.sending_stopped_reason
+
+    def _stop_sending(self, error):
+        """Stop this account after Meta refused it; administrators are told once, not at every cron run."""
+        self.ensure_one()
+        if not self._can_send():
+            return
+        if isinstance(error, graph_api.AuthError):
+            self.token_invalid = True
+        else:
+            self.sending_stopped_reason = self._explain_error(error)
+        self._notify_sending_blocked(error)
+
+    def action_resume_sending(self):
+        self.sudo().write({"sending_stopped_reason": False})
+        self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
 
     def _notify_sending_blocked(self, error):
         """Meta refuses this account: tell its administrators once, in plain words, on the account."""

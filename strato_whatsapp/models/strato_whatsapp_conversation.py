@@ -113,9 +113,9 @@ class StratoWhatsappConversation(models.Model):
                                 ("wa_id", "in", list(wa_ids)), ("bsuid", "in", list(bsuids))])
         by_wa_id = {conversation.wa_id: conversation for conversation in existing if conversation.wa_id}
         by_bsuid = {conversation.bsuid: conversation for conversation in existing if conversation.bsuid}
-        result = {}
+        result, merged_into = {}, {}
         for key, (wa_id, bsuid, profile_name) in senders.items():
-            conversation = self._join(by_wa_id.get(wa_id), by_bsuid.get(bsuid), wa_id, bsuid)
+            conversation = self._join(by_wa_id.get(wa_id), by_bsuid.get(bsuid), wa_id, bsuid, merged_into)
             if not conversation:
                 conversation = self.create({
                     "account_id": account.id, "wa_id": wa_id, "bsuid": bsuid, "profile_name": profile_name})
@@ -126,12 +126,14 @@ class StratoWhatsappConversation(models.Model):
             if bsuid:
                 by_bsuid[bsuid] = conversation
             result[key] = conversation
-        return result
+        # Senders met earlier in this batch may point at a conversation merged away since.
+        return {key: merged_into.get(conversation, conversation) for key, conversation in result.items()}
 
-    def _join(self, by_number, by_bsuid, wa_id, bsuid):
+    def _join(self, by_number, by_bsuid, wa_id, bsuid, merged_into):
         """The single conversation for a sender known by number and/or BSUID, merging two into one."""
         if by_number and by_bsuid and by_number != by_bsuid:
             by_bsuid._merge_into(by_number)
+            merged_into[by_bsuid] = by_number
         conversation = by_number or by_bsuid
         if conversation:
             missing = {}
@@ -207,12 +209,15 @@ class StratoWhatsappConversation(models.Model):
 
     @api.model
     def _for_leads_on(self, leads, account):
+        # The number's conversation may belong to a colleague's lead the user cannot read; it is found and
+        # moved as superuser, since the user may write to ``leads`` (checked below) and the contact is theirs.
+        leads.check_access("write")
         wa_ids = {lead: phone.wa_id_from_e164(lead.whatsapp_number) for lead in leads if lead.whatsapp_number}
-        existing = self.search([("account_id", "=", account.id), "|",
-                                ("wa_id", "in", list(wa_ids.values())), ("lead_id", "in", leads.ids)])
+        existing = self.sudo().search([("account_id", "=", account.id), "|",
+                                       ("wa_id", "in", list(wa_ids.values())), ("lead_id", "in", leads.ids)])
         by_wa_id = {conversation.wa_id: conversation for conversation in existing if conversation.wa_id}
         by_lead = {conversation.lead_id: conversation for conversation in existing}
-        result, to_create = {}, []
+        result, to_create = {}, {}
         for lead in leads:
             wa_id = wa_ids.get(lead)
             conversation = by_wa_id.get(wa_id) if wa_id else by_lead.get(lead)
@@ -221,8 +226,12 @@ class StratoWhatsappConversation(models.Model):
                     conversation.write({"lead_id": lead.id, "partner_id": lead.partner_id.id})
                 result[lead] = conversation
             elif wa_id:
-                to_create.append((lead, {"account_id": account.id, "wa_id": wa_id, "lead_id": lead.id,
-                                         "partner_id": lead.partner_id.id, "profile_name": lead.contact_name}))
-        created = self.create([values for _lead, values in to_create])
-        result.update(zip([lead for lead, _values in to_create], created))
-        return result
+                to_create.setdefault(wa_id, lead)  # selected leads sharing a number share one conversation
+        created = self.sudo().create([
+            {"account_id": account.id, "wa_id": wa_id, "lead_id": lead.id, "partner_id": lead.partner_id.id,
+             "profile_name": lead.contact_name} for wa_id, lead in to_create.items()])
+        by_new_wa_id = {conversation.wa_id: conversation for conversation in created}
+        for lead in leads:
+            if lead not in result and wa_ids.get(lead) in by_new_wa_id:
+                result[lead] = by_new_wa_id[wa_ids[lead]]
+        return {lead: conversation.with_env(self.env) for lead, conversation in result.items()}

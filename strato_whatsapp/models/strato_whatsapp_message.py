@@ -277,7 +277,12 @@ class StratoWhatsappMessage(models.Model):
             pending = self.search([("chatter_pending", "=", True)], order="id", limit=batch_size)
             if not pending:
                 return
-            pending.with_context(mail_notify_force_send=False)._post_inbound_to_chatter()
+            for message in pending.with_context(mail_notify_force_send=False):
+                try:
+                    with self.env.cr.savepoint():
+                        message._post_inbound_to_chatter()
+                except Exception:  # noqa: BLE001 - the message row is safe; only its chatter copy is skipped
+                    _logger.exception("WhatsApp message %s could not be posted in the chatter", message.id)
             pending.chatter_pending = False
             if commit:
                 commit()

@@ -179,10 +179,10 @@ class StratoWhatsappMessageOutbound(models.Model):
         accounts = self._accounts_with_due_messages()
         deadline = time.monotonic() + SEND_TIME_BUDGET
         for account in accounts:
-            if account.token_invalid or not account.access_token or not self._lock_account(account):
+            if not account._can_send() or not self._lock_account(account):
                 continue  # waits for an administrator: the account form says why
             self._send_account_queue(account, deadline)
-        if self._accounts_with_due_messages() - accounts.filtered("token_invalid"):
+        if self._accounts_with_due_messages().filtered(lambda account: account._can_send()):
             self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
 
     @api.model
@@ -255,6 +255,10 @@ class StratoWhatsappMessageOutbound(models.Model):
             batch.invalidate_recordset(["state", "sending_started_at", "attempt_count"])
             self._commit()
             self._lock_account(account)  # the commit released it
+            # Hold the rows while sending: a status webhook for one of them waits for our commit (and is
+            # retried) instead of making our final update fail and roll the whole batch back.
+            self.env.cr.execute("SELECT id FROM strato_whatsapp_message WHERE id IN %s FOR NO KEY UPDATE",
+                                [tuple(batch.ids)])
         return batch
 
     @api.model
@@ -286,9 +290,17 @@ class StratoWhatsappMessageOutbound(models.Model):
         if pair_wait:
             self._requeue(pair_wait, count_attempt=False)
             return True
+        try:
+            payload = self._request_payload(client)
+        except graph_api.GraphApiError as error:
+            return self._handle_send_error(error)
+        except Exception as error:  # noqa: BLE001 - one broken message must not abort the batch
+            _logger.exception("WhatsApp message %s could not be prepared", self.id)
+            self._fail("unknown", _("The message could not be prepared for sending: %s", error))
+            return True
         throttle.wait()
         try:
-            result = client.send_message(self._request_payload(client))
+            result = client.send_message(payload)
         except graph_api.GraphApiError as error:
             return self._handle_send_error(error)
         pairs.record(self.conversation_id.id)
@@ -305,7 +317,7 @@ class StratoWhatsappMessageOutbound(models.Model):
                SET state = 'sent', wamid = sent.wamid, sent_at = %s, next_attempt_at = NULL,
                    failure_type = NULL, error_code = 0, error_message = NULL, write_date = %s, write_uid = %s
               FROM unnest(%s::int[], %s::varchar[]) AS sent(id, wamid)
-             WHERE message.id = sent.id
+             WHERE message.id = sent.id AND message.state = 'sending'
         """, [fields.Datetime.now(), fields.Datetime.now(), self.env.uid,
               [message.id for message, _wamid in sent], [wamid for _message, wamid in sent]])
         messages.invalidate_recordset(["state", "wamid", "sent_at", "next_attempt_at", "failure_type",
@@ -318,6 +330,10 @@ class StratoWhatsappMessageOutbound(models.Model):
         conversation = self.conversation_id
         if not (conversation.wa_id or conversation.bsuid):
             return "invalid_number", _("The contact has no valid WhatsApp number.")
+        if self.message_type == "template" and not self.template_id:
+            return "template", _("A template message needs its template.")
+        if self.message_type in const.MEDIA_TYPES and not self.media_id and not self.attachment_ids[:1].sudo().raw:
+            return "parameter", _("The file to send is gone.")
         if self.message_type != "template" and not conversation.window_open:
             return "window_closed", _("The 24-hour reply window closed before the message went out; "
                                       "send an approved template instead.")
@@ -363,6 +379,10 @@ class StratoWhatsappMessageOutbound(models.Model):
         return {media_type: media}
 
     def _handle_send_error(self, error):
+        if isinstance(error, graph_api.OutcomeUnknownError):
+            self._mark_outcome_unknown(_("No answer from Meta after the message was handed over (%s): it may or "
+                                         "may not have been sent. Check with the contact before retrying.", error.message))
+            return True
         if error.blocks_account:
             self._block_account(error)
             return False
@@ -403,12 +423,13 @@ class StratoWhatsappMessageOutbound(models.Model):
         self._log_failure_on_lead()
 
     def _block_account(self, error):
-        """Meta refuses the account itself: stop sending for it and tell its administrators."""
+        """Meta refuses the account itself: stop sending for it (once) and tell its administrators."""
         self._requeue(0, count_attempt=False)
-        account = self.account_id.sudo()
-        if isinstance(error, graph_api.AuthError):
-            account.token_invalid = True
-        account._notify_sending_blocked(error)
+        self.account_id.sudo()._stop_sending(error)
+
+    def _mark_outcome_unknown(self, reason):
+        self.write({"state": "unknown", "error_message": reason, "next_attempt_at": False})
+        self._refresh_chatter_notes()
 
     @api.model
     def _recover_stale_sending(self):
@@ -422,10 +443,9 @@ class StratoWhatsappMessageOutbound(models.Model):
         stale = self.browse(row[0] for row in self.env.cr.fetchall())
         if stale:
             _logger.warning("WhatsApp: %s message(s) left sending by a stopped worker marked outcome unknown", len(stale))
-            stale.write({"state": "unknown", "error_message": _(
+            stale._mark_outcome_unknown(_(
                 "The sender stopped while this message was being handed to Meta: it may or may not have "
-                "been sent. Check with the contact before retrying.")})
-            stale._refresh_chatter_notes()
+                "been sent. Check with the contact before retrying."))
 
     def action_retry(self):
         """Queue failed or unknown messages again (the agent decided; rules are checked again)."""

@@ -62,12 +62,9 @@ class StratoWhatsappWebhookEvent(models.Model):
 
     @api.model
     def _wake_processing(self):
-        # A trigger already due will run the cron, which drains every committed event: one is enough.
-        cron = self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook").sudo()
-        self.env.cr.execute("SELECT 1 FROM ir_cron_trigger WHERE cron_id = %s AND call_at <= %s LIMIT 1",
-                            [cron.id, fields.Datetime.now()])
-        if not self.env.cr.fetchone():
-            cron._trigger()
+        # Always a trigger of its own: one that is due may belong to a run that has already made its last
+        # claim, and skipping ours would leave this event for the next scheduled run.
+        self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook").sudo()._trigger()
 
     @api.model
     def _cron_process(self, limit=None):

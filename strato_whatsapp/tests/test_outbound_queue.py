@@ -243,3 +243,52 @@ class TestSkipLockedConcurrency(WhatsappCase):
                 env = self.env(cr=cleanup_cr)
                 env["strato.whatsapp.account"].browse(account_id).unlink()
                 env["crm.lead"].browse(lead_id).unlink()
+
+
+@tagged("post_install", "-at_install")
+class TestOutboundRobustness(OutboundCase):
+
+    def _queue(self):
+        messages, _skipped = self.Message._enqueue_for_leads(self.lead, template=self.template)
+        return messages
+
+    @mute_logger(OUTBOUND_LOGGER)
+    def test_no_answer_after_sending_is_outcome_unknown_not_a_resend(self):
+        self.account.graph_api_url = self.simulator.url
+        self.simulator.set_faults([{"path_contains": "/messages", "kind": "drop", "count": 1}])
+        message = self._queue()
+        self._send()
+        self.assertEqual(message.state, "unknown")
+        self.assertIn("may or may not", message.error_message)
+        self._send()
+        self.assertEqual(len(self._sent_payloads()), 1, "never sent again by itself")
+
+    @mute_logger(OUTBOUND_LOGGER)
+    def test_permission_error_stops_the_account_once(self):
+        self.simulator.set_faults([{"path_contains": "/messages", "kind": "http", "status": 403, "code": 10,
+                                    "message": "Permission denied"}])
+        first = self._queue()
+        for _run in range(3):
+            self._send()
+        self.assertEqual(first.state, "queued")
+        self.assertTrue(self.account.sending_stopped_reason)
+        self.assertEqual(len(self._sent_payloads()), 1, "one refusal, then silence")
+        self.assertEqual(len(self.account.activity_ids), len(self.account.activity_ids.user_id), "no duplicate activities")
+        notes = self.account.message_ids.filtered(lambda mail: "Sending is stopped" in (mail.body or ""))
+        self.assertEqual(len(notes), 1)
+        self.simulator.set_faults([])
+        self.account.action_resume_sending()
+        first.next_attempt_at = fields.Datetime.now()
+        self._send()
+        self.assertEqual(first.state, "sent")
+
+    @mute_logger(OUTBOUND_LOGGER)
+    def test_a_message_that_cannot_be_prepared_fails_alone(self):
+        attachment = self.env["ir.attachment"].create({"name": "x.pdf", "raw": b"%PDF", "mimetype": "application/pdf"})
+        broken, _skipped = self.Message._enqueue_for_leads(self.lead, body="adjunto", attachment=attachment)
+        attachment.unlink()
+        good = self._queue()
+        good.next_attempt_at = broken.next_attempt_at
+        self._send()
+        self.assertEqual(broken.state, "failed")
+        self.assertEqual(good.state, "sent")

@@ -128,3 +128,24 @@ class TestComposerWithoutForm(OutboundCase):
         composer.action_send()
         self._send()
         self.assertEqual(self._sent_payloads()[0]["text"]["body"], "Por RPC")
+
+
+@tagged("post_install", "-at_install")
+class TestSendingToSharedNumbers(OutboundCase):
+
+    def test_two_selected_leads_with_one_number_share_a_new_conversation(self):
+        first = self._lead(name="Uno", contact_name="Ana", mobile="+34 600 00 05 01")
+        second = self._lead(name="Dos", contact_name="Ana", mobile="600 00 05 01")
+        messages, skipped = self.env["strato.whatsapp.message"]._enqueue_for_leads(first | second, template=self.template)
+        self.assertFalse(skipped)
+        self.assertEqual(len(messages), 2)
+        self.assertEqual(len(messages.conversation_id), 1)
+
+    def test_salesperson_writes_a_number_whose_conversation_is_on_a_colleagues_lead(self):
+        colleague_lead = self._lead(name="Del compañero", mobile="+34 600 00 05 02", user_id=self.other_salesman.id)
+        self._conversation(colleague_lead, "34600000502")
+        mine = self._lead(name="Mío", contact_name="Eva", mobile="+34 600 00 05 02", user_id=self.salesman.id)
+        Message = self.env["strato.whatsapp.message"].with_user(self.salesman)
+        messages, skipped = Message._enqueue_for_leads(mine.with_user(self.salesman), template=self.template)
+        self.assertFalse(skipped)
+        self.assertEqual(messages.sudo().conversation_id.lead_id, mine, "the conversation follows the lead written from")

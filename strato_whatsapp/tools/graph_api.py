@@ -94,6 +94,11 @@ class RetryableError(GraphApiError):
     category = const.ERROR_RETRYABLE
 
 
+class OutcomeUnknownError(RetryableError):
+    """The request went out but no answer came back (timeout, dropped connection): Meta may or may not
+    have acted on it. Safe to retry for reads; a message send must not be repeated blindly."""
+
+
 class WindowClosedError(GraphApiError):
     """131047: outside the 24 h customer-service window; only a template can go."""
     category = const.ERROR_WINDOW_CLOSED
@@ -604,8 +609,18 @@ def _plain_request(method, url, body, headers, timeout):
     connection = _connection(parts.scheme, parts.netloc, timeout)
     try:
         connection.request(method, target, body=body, headers=headers)
+    except BaseException:
+        connection.close()
+        raise
+    try:
         response = connection.getresponse()
         content = response.read()
+    except (OSError, http.client.HTTPException) as exc:
+        connection.close()
+        kind = type(exc).__name__
+        text = ("Timed out waiting for the Graph API's answer" if isinstance(exc, (socket.timeout, TimeoutError))
+                else "The connection dropped before the Graph API answered")
+        raise OutcomeUnknownError(text, details=kind) from exc
     except BaseException:
         connection.close()
         raise
@@ -697,6 +712,8 @@ class GraphApiClient:
             headers["Content-Type"] = "application/json"
         try:
             return _plain_request(method, url, body, headers, self.timeout)
+        except OutcomeUnknownError as err:
+            raise err.redact(self._token) from None
         except (OSError, http.client.HTTPException) as exc:
             raise _network_error(exc).redact(self._token) from exc
 
@@ -708,6 +725,9 @@ class GraphApiClient:
             if stream and response.status_code < 300:
                 return response.status_code, response.headers, response
             return response.status_code, response.headers, response.content
+        except requests.ReadTimeout as exc:
+            raise OutcomeUnknownError("Timed out waiting for the Graph API's answer",
+                                      details=type(exc).__name__).redact(self._token) from exc
         except requests.RequestException as exc:
             raise _network_error(exc).redact(self._token) from exc
 
@@ -830,6 +850,9 @@ class GraphApiClient:
                 if size > max_bytes:
                     raise too_large
                 chunks.append(chunk)
+        except requests.ReadTimeout as exc:
+            raise OutcomeUnknownError("Timed out waiting for the Graph API's answer",
+                                      details=type(exc).__name__).redact(self._token) from exc
         except requests.RequestException as exc:
             raise _network_error(exc).redact(self._token) from exc
         return b"".join(chunks)

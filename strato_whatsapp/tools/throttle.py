@@ -1,28 +1,46 @@
 """Pacing for the send loop. Pure: clock and sleep are injectable."""
 import time
+from collections import deque
 
 
 class Throttle:
-    """Let at most ``rate`` calls per second through, evenly spaced (no bursts above the rate)."""
+    """Let calls through evenly at ``rate`` per second, and never more than ``rate`` in any one second.
+
+    Slots missed during a short stall (a batch commit) are caught up, so the average holds at the rate;
+    at most one second of them is banked, and the sliding one-second window caps any catch-up burst.
+    """
 
     def __init__(self, rate, clock=time.monotonic, sleep=time.sleep):
         if rate <= 0:
             raise ValueError("rate must be positive")
+        self.rate = rate
         self.interval = 1.0 / rate
         self._clock = clock
         self._sleep = sleep
         self._next_at = clock()
+        self._recent = deque()  # times of the calls let through during the last second
 
     def wait(self):
         """Block until the next call may go; returns the seconds slept."""
         now = self._clock()
+        self._next_at = max(self._next_at, now - 1.0)
+        self._forget_before(now - 1.0)
+        delay = self._next_at - now
+        if len(self._recent) >= self.rate:
+            delay = max(delay, self._recent[0] + 1.0 - now)
         slept = 0.0
-        if self._next_at > now:
-            slept = self._next_at - now
-            self._sleep(slept)
-            now = self._next_at
-        self._next_at = max(now, self._next_at) + self.interval
+        if delay > 0:
+            self._sleep(delay)
+            slept = delay
+            now += delay
+            self._forget_before(now - 1.0)
+        self._recent.append(now)
+        self._next_at += self.interval
         return slept
+
+    def _forget_before(self, moment):
+        while self._recent and self._recent[0] <= moment:
+            self._recent.popleft()
 
 
 class PairSpacing:
