@@ -81,3 +81,15 @@ class TestWebhookEndpoint(WhatsappHttpCase):
         self.assertEqual(self._post(payload).status_code, 403)
         self.assertFalse(self._events())
         self.assertFalse(self.env["strato.whatsapp.message"].search([("account_id", "=", self.account.id)]))
+
+    @mute_logger("odoo.addons.strato_whatsapp.controllers.main")
+    def test_odd_input_never_gets_a_5xx(self):
+        response = self.url_open(f"{self.WEBHOOK}?hub.mode=subscribe&hub.verify_token=%C3%A9%00&hub.challenge=1")
+        self.assertEqual(response.status_code, 403)
+        for bad_id in ("1\u0000", "\u00e9" * 3, "9" * 500):
+            payload = self._inbound()
+            payload["entry"][0]["changes"][0]["value"]["metadata"]["phone_number_id"] = bad_id
+            payload["entry"][0]["id"] = bad_id
+            response = self._post(payload)
+            self.assertEqual(response.status_code, 403, bad_id)
+        self.assertFalse(self._events())
