@@ -67,6 +67,20 @@ class StratoWhatsappEarlyStatus(models.Model):
             self.env["strato.whatsapp.message"]._apply_statuses(account, account_early._events())
         early.unlink()
 
+    @api.model
+    def _apply_ready(self):
+        """Apply kept statuses whose message now has its wamid (stored after they were looked for)."""
+        self.flush_model()
+        self.env.cr.execute("""
+            SELECT DISTINCT message.id
+              FROM strato_whatsapp_early_status early
+              JOIN strato_whatsapp_message message
+                ON message.account_id = early.account_id AND message.wamid = early.wamid
+        """)
+        ready = self.env["strato.whatsapp.message"].browse(row[0] for row in self.env.cr.fetchall())
+        if ready:
+            self._apply_for(ready)
+
     @api.autovacuum
     def _gc_expired(self):
         self.search([("create_date", "<", fields.Datetime.now() - timedelta(days=KEEP_DAYS))]).unlink()

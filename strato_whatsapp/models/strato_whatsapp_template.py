@@ -221,8 +221,11 @@ class StratoWhatsappTemplate(models.Model):
     @api.model
     def _apply_meta_events(self, account, events):
         """Apply template webhooks (status, quality and category updates) to the templates they name."""
+        # Only WABAs of the Meta app whose secret signed the webhook: another app's templates are not its own.
+        secret = account.sudo().app_secret
         accounts = self.env["strato.whatsapp.account"].sudo().search([
-            ("business_account_id", "in", list({event.waba_id for event in events if event.waba_id}))]) or account
+            ("business_account_id", "in", list({event.waba_id for event in events if event.waba_id}))])
+        accounts = accounts.filtered(lambda candidate: candidate.app_secret == secret) or account
         templates = self.with_context(active_test=False).search([
             ("account_id", "in", accounts.ids),
             ("meta_template_id", "in", [event.template_id for event in events])])

@@ -86,6 +86,8 @@ class StratoWhatsappWebhookEvent(models.Model):
             if limit and processed >= limit:
                 break
         Message._post_pending_chatter(commit=self._commit_progress)
+        # A status kept while its message's send was still uncommitted is applied once the wamid is there.
+        self.env["strato.whatsapp.early.status"]._apply_ready()
         return processed
 
     @api.model
@@ -147,15 +149,14 @@ class StratoWhatsappWebhookEvent(models.Model):
     def _apply(self):
         """Turn these events' payloads into records, batched per account. Idempotent."""
         for _secret_holder, events in self.grouped("account_id").items():
-            items = []
-            for event in events:
-                event_items = webhook.extract_events(webhook.parse_body(event.payload.encode()))
-                event._log_unhandled(event_items, events._accounts_by_phone_number_id(event_items))
-                items.extend(event_items)
-            events._apply_items(items)
+            parsed = [(event, webhook.extract_events(webhook.parse_body(event.payload.encode()))) for event in events]
+            items = [item for _event, event_items in parsed for item in event_items]
+            accounts = events._accounts_by_phone_number_id(items)
+            for event, event_items in parsed:
+                event._log_unhandled(event_items, accounts)
+            events._apply_items(items, accounts)
 
-    def _apply_items(self, items):
-        accounts = self[:1]._accounts_by_phone_number_id(items)
+    def _apply_items(self, items, accounts):
         Message = self.env["strato.whatsapp.message"]
         for phone_number_id, account in accounts.items():
             messages = [item for item in items if isinstance(item, webhook.InboundMessage)

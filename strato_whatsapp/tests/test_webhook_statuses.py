@@ -146,3 +146,30 @@ class TestWebhookEventReplay(WhatsappHttpCase):
         self.assertEqual(sorted(bodies), ["de 34600000077", "de 34600000078"])
         chatter = self.env["strato.whatsapp.message"].search([("account_id", "=", self.account.id)]).mail_message_id
         self.assertEqual(len(chatter), 2, "the chatter pass posted both")
+
+    def test_early_status_is_applied_by_the_next_run_when_its_message_appeared_meanwhile(self):
+        lead = self._lead(name="Tarde", mobile="+34 600 00 06 01")
+        conversation = self._conversation(lead, "34600000601")
+        self._receive(self._status("wamid.out.late", "delivered", "34600000601"))
+        message = self._message(conversation, "hola", direction="outbound", state="sending")
+        # The wamid lands by raw SQL, as a concurrent sender's commit would: no ORM hook sees it.
+        self.env.flush_all()
+        self.env.cr.execute("UPDATE strato_whatsapp_message SET wamid = 'wamid.out.late', state = 'sent' WHERE id = %s",
+                            [message.id])
+        message.invalidate_recordset()
+        self.env["strato.whatsapp.webhook.event"]._cron_process()
+        self.assertEqual(message.state, "delivered")
+        self.assertFalse(self.env["strato.whatsapp.early.status"].search([("wamid", "=", "wamid.out.late")]))
+
+    def test_template_events_signed_by_another_app_are_ignored(self):
+        other = self.env["strato.whatsapp.account"].create({
+            "name": "Otra app", "phone_number_id": "107000000000001", "business_account_id": "207000000000001",
+            "app_secret": "otra-app"})
+        template = self.env["strato.whatsapp.template"].create({
+            "name": "ajena", "account_id": other.id, "body": "Hola", "status": "pending"})
+        template.meta_template_id = "777"
+        payload = payloads.template_status_update("207000000000001", "777", "ajena", "es", "APPROVED")
+        payload["entry"][0]["id"] = self.account.business_account_id  # routed (and signed) as our app
+        payload["entry"].append({"id": "207000000000001", "time": 1, "changes": payload["entry"][0]["changes"]})
+        self._receive(payload)
+        self.assertEqual(template.status, "pending")
