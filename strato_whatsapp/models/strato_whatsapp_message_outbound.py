@@ -158,15 +158,21 @@ class StratoWhatsappMessageOutbound(models.Model):
         with_note = self.filtered("mail_message_id")
         if not with_note:
             return
-        state_labels = dict(self._fields["state"]._description_selection(self.env))
-        bodies = [str(message._chatter_note_body(state_labels)) for message in with_note]
+        note_ids, bodies = [], []
+        # In the language of whoever wrote it (or the salesperson), not the cron's.
+        by_lang = with_note.grouped(lambda message: message.author_id.lang or message.lead_id.user_id.lang or "")
+        for lang, messages in by_lang.items():
+            messages = messages.with_context(lang=lang) if lang else messages
+            state_labels = dict(self._fields["state"]._description_selection(messages.env))
+            note_ids += [message.mail_message_id.id for message in messages]
+            bodies += [str(message._chatter_note_body(state_labels)) for message in messages]
         notes = with_note.mail_message_id
         self.env["mail.message"].flush_model(["body"])
         self.env.cr.execute("""
             UPDATE mail_message AS note SET body = refreshed.body
               FROM unnest(%s::int[], %s::text[]) AS refreshed(id, body)
              WHERE note.id = refreshed.id
-        """, [[message.mail_message_id.id for message in with_note], bodies])
+        """, [note_ids, bodies])
         notes.invalidate_recordset(["body"])
 
     # ------------------------------------------------------------------

@@ -292,3 +292,18 @@ class TestOutboundRobustness(OutboundCase):
         self._send()
         self.assertEqual(broken.state, "failed")
         self.assertEqual(good.state, "sent")
+
+
+@tagged("post_install", "-at_install")
+class TestChatterNoteLanguage(OutboundCase):
+
+    def test_status_line_speaks_the_writers_language_not_the_crons(self):
+        self.env["res.lang"]._activate_lang("es_ES")
+        self.env["ir.module.module"]._load_module_terms(["strato_whatsapp"], ["es_ES"], overwrite=True)
+        self.salesman.lang = "es_ES"
+        Message = self.env["strato.whatsapp.message"].with_user(self.salesman)
+        message, _skipped = Message._enqueue_for_leads(self.lead.with_user(self.salesman), body="Hola")
+        message = message.sudo()
+        self._send()  # the cron runs in English
+        self.assertEqual(message.state, "sent")
+        self.assertIn("Estado de WhatsApp", message.mail_message_id.body)
