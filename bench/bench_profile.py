@@ -210,19 +210,28 @@ def per_message(bench, db):
 
 
 # ------------------------------------------------------------------------------------------------
+def per_message_lines(label, diag, steps):
+    store, process = diag["store"], diag["process"]
+    lines = [f"  {label}: _store {store['queries_per_unit']} queries/POST {store['ms_per_unit_wall']} ms; "
+             f"cron {process['queries_per_unit']} queries/message, {process['ms_per_unit_wall']} ms/message "
+             f"(SQL {process['sql_ms_per_unit']} ms) -> at most {1000 / process['ms_per_unit_wall']:.0f} msg/s "
+             "for one cron worker"]
+    for name, step in list(process["steps"].items())[:steps]:
+        lines.append(f"      {name:<58} {step['ms_per_unit']:>7} ms/msg {step['queries_per_unit']:>6} q/msg")
+    return lines
+
+
 def summary(result):
     lines = ["PROFILE"]
     for key, value in result["per_request_sql"].items():
         lines.append(f"  {key}: {value['queries_median']} queries, SQL {value['sql_ms_median']} ms, "
                      f"other {value['other_ms_median']} ms (median, one request at a time)")
-    for label, diag in result["per_message"].items():
-        store, process = diag["store"], diag["process"]
-        lines.append(f"  {label}: _store {store['queries_per_unit']} queries/POST {store['ms_per_unit_wall']} ms; "
-                     f"cron {process['queries_per_unit']} queries/message, {process['ms_per_unit_wall']} ms/message "
-                     f"(SQL {process['sql_ms_per_unit']} ms) -> at most {1000 / process['ms_per_unit_wall']:.0f} msg/s "
-                     "for one cron worker")
-        for name, step in list(process["steps"].items())[:12]:
-            lines.append(f"      {name:<58} {step['ms_per_unit']:>7} ms/msg {step['queries_per_unit']:>6} q/msg")
+    per_message_runs = [("", result["per_message"])]
+    if result.get("per_message_million"):
+        per_message_runs.append(("1M leads ", result["per_message_million"]))
+    for prefix, runs in per_message_runs:
+        for label, diag in runs.items():
+            lines.extend(per_message_lines(prefix + label, diag, 12 if not prefix else 6))
     for name in ("cron", "http0", "http1"):
         profile = result["pyspy"].get(name)
         if profile and profile.get("under_root"):
