@@ -341,7 +341,6 @@ def prepare_oca(env, args):
 # One run: enqueue, drain (one or more workers), then what the simulator and the database saw
 # ------------------------------------------------------------------------------------------------
 def run_strato(env, args, label, messages, mps, accounts_used=1, workers=1, faults=None, profile=False):
-    wait_for_quiet()
     reset_strato(env)
     simulator = Simulator(env, label)
     try:
@@ -513,7 +512,6 @@ def scenario_oca(env, args, ours):
     prepare_oca(env, args)
     runs = {}
     for variant in ("notify", "post"):
-        wait_for_quiet()
         env.shell(DB_OCA, "send_oca_driver.py", {"action": "reset"}, f"oca-{variant}-reset")
         env.sql(DB_OCA, "VACUUM ANALYZE")
         simulator = Simulator(env, f"oca-{variant}")
