@@ -1,6 +1,7 @@
 import logging
 import mimetypes
 import threading
+import time
 from datetime import timedelta
 
 from markupsafe import Markup
@@ -268,24 +269,32 @@ class StratoWhatsappMessage(models.Model):
         return "\n".join(filter(None, [label and f"[{label}]", self.body]))
 
     @api.model
-    def _post_pending_chatter(self, commit=None, batch_size=100):
+    def _post_pending_chatter(self, commit=None, batch_size=100, max_seconds=None):
         """Post received messages in their leads' chatter, oldest first, committing after each batch.
+        With ``max_seconds``, stop after about that long; return whether some are still to post.
 
         Followers are notified as for any chatter message, but their e-mails go through the mail queue
         instead of being sent from this loop."""
+        deadline = max_seconds is not None and time.monotonic() + max_seconds
         while True:
             pending = self.search([("chatter_pending", "=", True)], order="id", limit=batch_size)
             if not pending:
-                return
+                return False
+            posted = self.browse()
             for message in pending.with_context(mail_notify_force_send=False):
                 try:
                     with self.env.cr.savepoint():
                         message._post_inbound_to_chatter()
                 except Exception:  # noqa: BLE001 - the message row is safe; only its chatter copy is skipped
                     _logger.exception("WhatsApp message %s could not be posted in the chatter", message.id)
-            pending.chatter_pending = False
+                posted |= message
+                if deadline and time.monotonic() >= deadline:
+                    break
+            posted.chatter_pending = False
             if commit:
                 commit()
+            if deadline and time.monotonic() >= deadline:
+                return bool(pending - posted) or bool(self.search_count([("chatter_pending", "=", True)], limit=1))
 
     def _post_inbound_to_chatter(self):
         for message in self:

@@ -1,6 +1,9 @@
 import logging
 import threading
+import time
 from datetime import timedelta
+
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from odoo import _, api, fields, models
 
@@ -16,6 +19,13 @@ EVENT_STATES = [
 MAX_AUTOMATIC_ATTEMPTS = 8
 BATCH_SIZE = 100
 KEEP_PROCESSED_DAYS = 30
+# One processing run stays well under Odoo's cron time limit, then hands over to a fresh run.
+RUN_SECONDS = 50
+# Chatter posts are slow (notifications); between two claims of new events they get at most this long.
+CHATTER_SLICE_SECONDS = 0.3
+# Advisory lock between the webhook requests that skip waking the cron and the run that consumes the
+# wake-ups; the value only has to be unique to this use in the database.
+WAKE_LOCK_KEY = 0x57A7_0057_A4EB
 
 
 class StratoWhatsappWebhookEvent(models.Model):
@@ -55,50 +65,112 @@ class StratoWhatsappWebhookEvent(models.Model):
 
     @api.model
     def _store(self, account, raw_body):
-        """Persist one authenticated POST and wake the processing cron. Called by the webhook route.
+        """Persist one authenticated POST and make sure a processing run will see it. Called by the webhook
+        route; in the usual case it costs one statement.
 
-        A plain INSERT: the ORM's create costs three times as much and this runs on every webhook; the
-        row has no computed field or constraint beyond what is written here."""
+        Waking the cron with ``ir.cron._trigger()`` on every POST would cost more than the rest of the
+        request (a trigger row, and a NOTIFY over a new connection to the ``postgres`` database), so only
+        the POST that finds no wake-up requested since the last run started triggers the cron. That is
+        safe because each POST holds an advisory lock shared from its check until its commit, and a run
+        clears the request under the same lock taken exclusively (``_start_wake_epoch``) before it claims
+        events: a POST that relied on an earlier wake-up has committed its event by then."""
+        cr = self.env.cr
+        if not self._read_committed(cr) and not self._testing():
+            # The request's transaction has already read something: its snapshot could predate the
+            # latest clearing of the wake-up. A transaction of our own reads the current state.
+            with self.env.registry.cursor() as own_cr:
+                self._read_committed(own_cr)
+                return self.with_env(self.env(cr=own_cr))._store_wake_checked(account, raw_body).with_env(self.env)
+        return self._store_wake_checked(account, raw_body)
+
+    @api.model
+    def _store_wake_checked(self, account, raw_body):
+        now = fields.Datetime.now()
+        # Two statements: under READ COMMITTED the second one sees every clearing committed before the
+        # lock was granted.
         self.env.cr.execute("""
+            SELECT pg_advisory_xact_lock_shared(%s);
             INSERT INTO strato_whatsapp_webhook_event
                    (account_id, company_id, payload, state, attempt_count, create_uid, write_uid, create_date, write_date)
             VALUES (%s, %s, %s, 'pending', 0, %s, %s, %s, %s)
-            RETURNING id
-        """, [account.id, account.sudo().company_id.id, raw_body.decode(), self.env.uid, self.env.uid,
-              fields.Datetime.now(), fields.Datetime.now()])
-        event = self.browse(self.env.cr.fetchone()[0])
-        self._wake_processing()
-        return event
+            RETURNING id, (SELECT requested FROM strato_whatsapp_webhook_wakeup WHERE id = 1)
+        """, [WAKE_LOCK_KEY, account.id, account.sudo().company_id.id, raw_body.decode(), self.env.uid, self.env.uid,
+              now, now])
+        event_id, wake_requested = self.env.cr.fetchone()
+        if not wake_requested:
+            self.env.cr.execute("UPDATE strato_whatsapp_webhook_wakeup SET requested = true WHERE id = 1")
+            self._processing_cron()._trigger()
+        return self.browse(event_id)
 
     @api.model
-    def _wake_processing(self):
-        # Always a trigger of its own: one that is due may belong to a run that has already made its last
-        # claim, and skipping ours would leave this event for the next scheduled run.
-        self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook").sudo()._trigger()
+    def _processing_cron(self):
+        return self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook").sudo()
 
     @api.model
-    def _cron_process(self, limit=None):
+    def _read_committed(self, cr):
+        """Switch ``cr``'s next transaction to READ COMMITTED; False when it has already started."""
+        connection = getattr(cr, "_cnx", None)
+        if connection is None or connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
+            return False
+        cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return True
+
+    @api.model
+    def _testing(self):
+        return getattr(threading.current_thread(), "testing", False)
+
+    @api.model
+    def _start_wake_epoch(self):
+        """Clear the wake-up request and commit, so that every event whose POST relied on that request is
+        visible to the claims that follow (see ``_store``). The cron's triggers are left to Odoo."""
+        cr = self.env.cr
+        self._read_committed(cr)
+        cr.execute("""
+            SELECT pg_advisory_xact_lock(%s);
+            UPDATE strato_whatsapp_webhook_wakeup SET requested = false WHERE id = 1 AND requested;
+        """, [WAKE_LOCK_KEY])
+        self._commit_progress()
+
+    @api.model
+    def _wake_requested(self):
+        """Whether a POST asked for a run since the last ``_start_wake_epoch``."""
+        self.env.cr.execute("SELECT requested FROM strato_whatsapp_webhook_wakeup WHERE id = 1")
+        row = self.env.cr.fetchone()
+        return bool(row and row[0])
+
+    @api.model
+    def _cron_process(self, limit=None, run_seconds=RUN_SECONDS):
         """Process pending events, and failed ones whose retry time has come, in committed batches.
 
-        Message rows are committed first; their chatter posts (much slower: notifications) follow in a
-        second pass, so a burst of webhooks turns into messages quickly and the chatter catches up.
-        """
+        Message rows come first: between two claims of new events, the chatter posts of received messages
+        (much slower: notifications) get a short slice, so a burst of webhooks turns into messages quickly
+        and the chatter catches up when the burst is over. The run ends when it has consumed every wake-up
+        (see ``_store``), or after ``run_seconds``, handing over to a fresh run."""
+        deadline = time.monotonic() + run_seconds
         processed = 0
         Message = self.env["strato.whatsapp.message"]
         while True:
-            events = self._claim_batch(BATCH_SIZE)
-            if not events:
-                break
-            events._process()
-            processed += len(events)
-            self._commit_progress(processed)
-            Message._post_pending_chatter(commit=self._commit_progress)
-            if limit and processed >= limit:
-                break
-        Message._post_pending_chatter(commit=self._commit_progress)
-        # A status kept while its message's send was still uncommitted is applied once the wamid is there.
-        self.env["strato.whatsapp.early.status"]._apply_ready()
-        return processed
+            self._start_wake_epoch()
+            while time.monotonic() < deadline:
+                events = self._claim_batch(BATCH_SIZE)
+                if events:
+                    events._process()
+                    processed += len(events)
+                    self._commit_progress(processed)
+                    if limit and processed >= limit:
+                        return processed
+                    Message._post_pending_chatter(commit=self._commit_progress, max_seconds=CHATTER_SLICE_SECONDS)
+                elif not Message._post_pending_chatter(commit=self._commit_progress,
+                                                       max_seconds=CHATTER_SLICE_SECONDS):
+                    break
+            # A status kept while its message's send was still uncommitted is applied once the wamid is there.
+            self.env["strato.whatsapp.early.status"]._apply_ready()
+            if time.monotonic() >= deadline:
+                self._processing_cron()._trigger()
+                self._commit_progress(processed)
+                return processed
+            if not self._wake_requested():
+                return processed
 
     @api.model
     def _claim_batch(self, size):
@@ -114,7 +186,7 @@ class StratoWhatsappWebhookEvent(models.Model):
         return self.browse(row[0] for row in self.env.cr.fetchall())
 
     def _commit_progress(self, processed=0):
-        if getattr(threading.current_thread(), "testing", False):
+        if self._testing():
             return
         if processed:
             self.env["ir.cron"]._notify_progress(done=processed, remaining=0)

@@ -6,6 +6,7 @@ from . import test_webhook_messages
 from . import test_webhook_statuses
 from . import test_webhook_media
 from . import test_webhook_fuzz
+from . import test_webhook_wakeup
 from . import test_outbound_queue
 from . import test_outbound_sources
 from . import test_templates

@@ -1,0 +1,86 @@
+import json
+from unittest.mock import patch
+
+from odoo.tests import tagged
+
+from ..models.strato_whatsapp_webhook_event import StratoWhatsappWebhookEvent
+from .common import SIM_ACCOUNT, WhatsappCase, payloads
+
+
+@tagged("post_install", "-at_install")
+class TestWebhookWakeUp(WhatsappCase):
+    """Only the POST that finds the processing cron idle wakes it; a run consumes every wake-up it leaves
+    behind, including the ones made while it was working."""
+
+    def setUp(self):
+        super().setUp()
+        self.Event = self.env["strato.whatsapp.webhook.event"].sudo()
+        self.cron = self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook")
+        self.env["ir.cron.trigger"].sudo().search([("cron_id", "=", self.cron.id)]).unlink()
+        self.env.cr.execute("UPDATE strato_whatsapp_webhook_wakeup SET requested = false")
+        self.sequence = 0
+
+    def _body(self, wa_id="34600000201"):
+        self.sequence += 1
+        payload = payloads.inbound_message(
+            SIM_ACCOUNT["phone_number_id"], SIM_ACCOUNT["display_phone_number"], wa_id, "Marta",
+            body=f"Hola {self.sequence}", waba_id=SIM_ACCOUNT["waba_id"], wamid=f"wamid.wake.{self.sequence}")
+        return json.dumps(payload).encode()
+
+    def _triggers(self):
+        return self.env["ir.cron.trigger"].sudo().search_count([("cron_id", "=", self.cron.id)])
+
+    def test_only_the_first_post_creates_a_trigger(self):
+        for _i in range(3):
+            self.Event._store(self.account, self._body())
+        self.assertEqual(self._triggers(), 1)
+        self.assertTrue(self.Event._wake_requested())
+        self.assertEqual(len(self.Event.search([("state", "=", "pending")])), 3)
+
+    def test_a_run_consumes_the_wake_ups_and_the_next_post_wakes_again(self):
+        self.Event._store(self.account, self._body())
+        self.Event._cron_process()
+        self.assertFalse(self.Event._wake_requested())
+        self.assertFalse(self.Event.search([("state", "!=", "done")]))
+        self.Event._store(self.account, self._body())
+        self.assertEqual(self._triggers(), 2, "the first POST after a run wakes the cron again")
+        self.assertTrue(self.Event._wake_requested())
+
+    def test_an_event_stored_while_the_run_works_is_processed_by_that_run(self):
+        """The race a plain "skip when a trigger is due" loses: the POST sees the trigger of the run in
+        progress, and that run must not end without its event."""
+        self.Event._store(self.account, self._body())
+        late_body = self._body(wa_id="34600000202")
+        original_process = StratoWhatsappWebhookEvent._process
+        stored_late = []
+
+        def process_and_receive_another(events):
+            original_process(events)
+            if not stored_late:
+                stored_late.append(events._store(self.account, late_body))
+
+        with patch.object(StratoWhatsappWebhookEvent, "_process", process_and_receive_another):
+            self.Event._cron_process()
+        self.assertEqual(stored_late[0].state, "done")
+        self.assertFalse(self.Event._wake_requested())
+        messages = self.env["strato.whatsapp.message"].search([("wamid", "like", "wamid.wake.")])
+        self.assertEqual(len(messages), 2)
+
+    def test_a_run_out_of_time_hands_over_to_a_new_run(self):
+        event = self.Event._store(self.account, self._body())
+        self.Event._cron_process(run_seconds=0)
+        self.assertEqual(event.state, "pending")
+        self.assertEqual(self._triggers(), 2, "a fresh run is due to take over")
+        self.Event._cron_process()
+        self.assertEqual(event.state, "done")
+
+    def test_chatter_posts_yield_to_new_events(self):
+        for _i in range(3):
+            self.Event._store(self.account, self._body())
+        self.Event._claim_batch(10)._process()
+        Message = self.env["strato.whatsapp.message"]
+        self.assertEqual(Message.search_count([("chatter_pending", "=", True)]), 3)
+        self.assertTrue(Message._post_pending_chatter(max_seconds=0), "some posts are left for later")
+        self.assertEqual(Message.search_count([("chatter_pending", "=", True)]), 2)
+        self.assertFalse(Message._post_pending_chatter(max_seconds=10))
+        self.assertFalse(Message.search_count([("chatter_pending", "=", True)]))
