@@ -2,7 +2,9 @@
 """Webhook load benchmark for strato_whatsapp (issue 3, "Measured, not asserted in timed tests").
 
 One run, one set of server settings (prefork: --workers 2 --max-cron-threads 1, log level warn):
-  ceiling    Odoo's own ceiling: GET /web/health (auth='none') at saturation, with wrk.
+  ceiling    Odoo's own ceiling: a trivial public route (bench probe GET /strato_bench/ping, auth='public',
+             the webhook's route options, no database work) at saturation, with wrk; GET /web/health
+             (auth='none') is measured too, for reference.
   single     single-message signed POSTs at saturation (wrk): acknowledged POSTs/s, ack latency, and
              end to end (POST sent -> its strato_whatsapp_message row committed), polled every 50 ms.
   fixed      the same at a fixed rate (default 80% of the ceiling), open-loop Python client.
@@ -49,6 +51,7 @@ APP_SECRET = "sim-app-secret"
 STRATO_PATH = "/api/webhooks/whatsapp"
 OCA_PATH = "/gateway/whatsapp/benchkey/update"
 HEALTH_PATH = "/web/health"
+CEILING_PATH = "/strato_bench/ping"
 MARKER = "strato-bench-v2"  # bump when what the templates hold changes: they are rebuilt
 LEAD_PREFIX = "WA bench lead"
 BATCH_SIZE = 50
@@ -943,14 +946,15 @@ class Bench:
         return path, wamids
 
     # -- phases -----------------------------------------------------------------------------------
-    def ceiling(self, server, key):
-        log(f"[{key}] Odoo's ceiling: wrk GET {HEALTH_PATH} for {self.args.ceiling_duration} s")
+    def ceiling(self, server, key, path=CEILING_PATH):
+        log(f"[{key}] Odoo's ceiling: wrk GET {path} for {self.args.ceiling_duration} s")
         cpu = CpuMeter(server).start()
-        figures, _ = run_wrk(self.env, server.port, HEALTH_PATH, self.args.ceiling_duration,
+        figures, _ = run_wrk(self.env, server.port, path, self.args.ceiling_duration,
                              self.args.connections, self.args.wrk_threads)
         result = wrk_summary(figures)
         result["cpu"] = cpu.stop()
         result["cpu_ms_per_request"] = cpu_per_unit(result["cpu"], result["requests_per_s"])
+        result["path"] = path
         self.results["phases"][key] = result
         log(f"[{key}] {result['requests_per_s']} requests/s, p50 {result['ack_p50_ms']} ms, p99 {result['ack_p99_ms']} ms")
         return result
@@ -1148,6 +1152,7 @@ class Bench:
         self.known = self.known_wa_ids(db)
         server = self.start_server(db)
         self.warm_up(server, db, STRATO_PATH)
+        self.ceiling(server, "ceiling_health", path=HEALTH_PATH)
         ceiling = self.ceiling(server, "ceiling")
         self.ceiling_rate = ceiling["requests_per_s"]
         self.rate = args.rate or round(0.8 * self.ceiling_rate)
@@ -1191,7 +1196,7 @@ class Bench:
             env.clone_db(TPL_OCA, db_o)
             server = self.start_server(db_o)
             self.warm_up(server, db_o, OCA_PATH, oca=True)
-            self.ceiling(server, "oca_ceiling")
+            self.ceiling(server, "oca_ceiling", path=HEALTH_PATH)
             oca = self.single_saturation(server, db_o, "oca_single_saturation", path=OCA_PATH, oca=True)
             self.fixed_rate(server, db_o, "oca_fixed_rate", max(5, round(0.5 * oca["requests_per_s"])),
                             path=OCA_PATH, oca=True, duration=min(args.duration, 30))
@@ -1246,6 +1251,11 @@ def evaluate_targets(phases):
         add("ack p99 < 50 ms at that rate", f"{fixed['ack_p99_ms']} ms", "< 50 ms", fixed["ack_p99_ms"] < 50)
         add("end-to-end p99 < 2 s at that rate", f"{fixed['e2e_p99_ms']} ms", "< 2000 ms",
             fixed["e2e_p99_ms"] is not None and fixed["e2e_p99_ms"] < 2000)
+    health = phases.get("ceiling_health")
+    if health and single:
+        add("reference: GET /web/health (auth='none')", f"{health['requests_per_s']} req/s; single-message POSTs "
+            f"acknowledged {single['requests_per_s']}/s = {100 * single['requests_per_s'] / health['requests_per_s']:.0f}% of it",
+            "-", None)
     for floor_key, label in (("floor_write", "INSERT + commit"), ("floor_write_trigger", "INSERT + ir.cron._trigger() + commit")):
         floor = phases.get(floor_key)
         if floor and single:

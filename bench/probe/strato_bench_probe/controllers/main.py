@@ -4,8 +4,14 @@ from odoo.http import request
 
 class BenchProbe(http.Controller):
     """Baselines for the webhook, same route options (type http, auth public, no CSRF, no session):
+    /strato_bench/ping answers without touching the database (Odoo's trivial public route, the ceiling);
     /strato_bench/write stores the body size with one INSERT and commits; /strato_bench/write_trigger
     does the same and wakes a cron with ir.cron._trigger(), as the webhook does."""
+
+    @http.route("/strato_bench/ping", type="http", auth="public", methods=["GET", "POST"], csrf=False,
+                save_session=False)
+    def ping(self, **_params):
+        return request.make_response("OK", headers=[("Content-Type", "text/plain")])
 
     @http.route("/strato_bench/write", type="http", auth="public", methods=["GET", "POST"], csrf=False,
                 save_session=False)
