@@ -1,3 +1,5 @@
+from markupsafe import Markup
+
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 
@@ -115,12 +117,12 @@ class CrmLead(models.Model):
         Rule: a conversation keeps its lead while the lead is open. Otherwise the most recent open lead
         whose mobile or phone is the sender's number takes it; if there is none a new lead is created
         (carrying over the previous lead's contact), so a customer who comes back after a won or lost
-        deal becomes a new opportunity and the old lead keeps its history.
+        deal becomes a new opportunity and the old lead keeps its history. Returns the created leads.
         """
         orphans = conversations.filtered(lambda conversation: not (
             conversation.lead_id and conversation.lead_id._whatsapp_is_open()))
         if not orphans:
-            return
+            return self.browse()
         found = self._whatsapp_open_leads_by_key(account.company_id, orphans.mapped("wa_id"))
         to_create = self.env["strato.whatsapp.conversation"]
         for conversation in orphans:
@@ -129,10 +131,27 @@ class CrmLead(models.Model):
                 conversation.write({"lead_id": lead.id, "partner_id": lead.partner_id.id or conversation.partner_id.id})
             else:
                 to_create |= conversation
-        if to_create:
-            leads = self.create([conversation._whatsapp_new_lead_values() for conversation in to_create])
-            for conversation, lead in zip(to_create, leads):
-                conversation.lead_id = lead
+        if not to_create:
+            return self.browse()
+        # Odoo's "lead created" notice is a full message_post per lead; it is posted with the lead's first
+        # message in the chatter pass instead (see strato.whatsapp.message._post_inbound_to_chatter).
+        leads = self.with_context(mail_create_nolog=True).create(
+            [conversation._whatsapp_new_lead_values() for conversation in to_create])
+        for conversation, lead in zip(to_create, leads):
+            conversation.lead_id = lead
+        return leads.with_context(mail_create_nolog=False)
+
+    def _whatsapp_log_creation(self):
+        """The notice Odoo posts when a lead is created (its creation subtype tells the team's followers),
+        for a lead created by an inbound message without it."""
+        self.ensure_one()
+        subtype = self._creation_subtype()
+        if not subtype:
+            self._message_log(body=self._creation_message())
+            return
+        self.sudo().message_post(
+            subtype_id=subtype.id, author_id=self.env.user.partner_id.id,
+            body=Markup('<div summary="o_mail_notification"><p>%s</p></div>') % self._creation_message())
 
     @api.model
     def _whatsapp_open_leads_by_key(self, company, wa_ids):

@@ -113,6 +113,16 @@ class StratoWhatsappConversation(models.Model):
                                 ("wa_id", "in", list(wa_ids)), ("bsuid", "in", list(bsuids))])
         by_wa_id = {conversation.wa_id: conversation for conversation in existing if conversation.wa_id}
         by_bsuid = {conversation.bsuid: conversation for conversation in existing if conversation.bsuid}
+        # The usual new sender, a number without username, gets its conversation in one batched create;
+        # the loop below then finds it like any other and handles the rarer joins.
+        new_numbers = {}
+        for wa_id, bsuid, profile_name in senders.values():
+            if wa_id and not bsuid and wa_id not in by_wa_id:
+                new_numbers.setdefault(wa_id, profile_name)
+        if new_numbers:
+            created = self.create([{"account_id": account.id, "wa_id": wa_id, "profile_name": profile_name}
+                                   for wa_id, profile_name in new_numbers.items()])
+            by_wa_id.update((conversation.wa_id, conversation) for conversation in created)
         result, merged_into = {}, {}
         for key, (wa_id, bsuid, profile_name) in senders.items():
             conversation = self._join(by_wa_id.get(wa_id), by_bsuid.get(bsuid), wa_id, bsuid, merged_into)

@@ -118,6 +118,9 @@ class StratoWhatsappMessage(models.Model):
     longitude = fields.Float(digits=(10, 7))
     reaction_emoji = fields.Char("Reaction", help="The contact's reaction to this message.")
     mail_message_id = fields.Many2one("mail.message", "Chatter Message", ondelete="set null", copy=False)
+    created_lead = fields.Boolean(
+        "Created Its Lead", readonly=True, copy=False,
+        help="No open lead had this number: the lead was created for this message.")
     chatter_pending = fields.Boolean(
         copy=False, index="btree_not_null", help="Technical: received, not posted in the lead's chatter yet.")
     # What Meta's statuses tell about the conversation and its price.
@@ -169,8 +172,13 @@ class StratoWhatsappMessage(models.Model):
         senders = {event.wamid: (event.wa_id, event.bsuid, event.profile_name or event.username) for event in events}
         conversations = self.env["strato.whatsapp.conversation"]._for_senders(account, senders)
         unique_conversations = self.env["strato.whatsapp.conversation"].union(*conversations.values())
-        self.env["crm.lead"]._whatsapp_assign_leads(account, unique_conversations)
-        messages = self.create([self._inbound_values(event, conversations[event.wamid]) for event in events])
+        created_leads = self.env["crm.lead"]._whatsapp_assign_leads(account, unique_conversations)
+        values_list = [self._inbound_values(event, conversations[event.wamid]) for event in events]
+        for values in values_list:
+            if values["lead_id"] in created_leads.ids and values["chatter_pending"]:
+                values["created_lead"] = True
+                created_leads -= created_leads.browse(values["lead_id"])
+        messages = self.create(values_list)
         messages._touch_conversations()
         messages._apply_reactions()
         messages._apply_opt_keywords()
@@ -305,6 +313,8 @@ class StratoWhatsappMessage(models.Model):
             author = conversation.partner_id or lead.partner_id
             sender = conversation.profile_name or lead.contact_name or _("WhatsApp contact")
             number = conversation.wa_id and phone.format_international("+" + conversation.wa_id)
+            if message.created_lead:
+                lead._whatsapp_log_creation()
             body = Markup('<p class="o_strato_whatsapp"><i class="fa fa-whatsapp" title="WhatsApp"/> %s</p>') % \
                 plaintext2html(message._chatter_text() or _("(empty message)"))
             mail_message = lead.with_context(mail_create_nosubscribe=True).message_post(

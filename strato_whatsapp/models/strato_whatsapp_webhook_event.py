@@ -21,8 +21,10 @@ BATCH_SIZE = 100
 KEEP_PROCESSED_DAYS = 30
 # One processing run stays well under Odoo's cron time limit, then hands over to a fresh run.
 RUN_SECONDS = 50
-# Chatter posts are slow (notifications); between two claims of new events they get at most this long.
-CHATTER_SLICE_SECONDS = 0.3
+# Chatter posts are slow (notifications): while events keep arriving they get this long between two
+# claims, so message rows stay current and the chatter catches up when the burst is over.
+CHATTER_SLICE_BUSY_SECONDS = 0.1
+CHATTER_SLICE_IDLE_SECONDS = 0.5
 # Advisory lock between the webhook requests that skip waking the cron and the run that consumes the
 # wake-ups; the value only has to be unique to this use in the database.
 WAKE_LOCK_KEY = 0x57A7_0057_A4EB
@@ -159,9 +161,10 @@ class StratoWhatsappWebhookEvent(models.Model):
                     self._commit_progress(processed)
                     if limit and processed >= limit:
                         return processed
-                    Message._post_pending_chatter(commit=self._commit_progress, max_seconds=CHATTER_SLICE_SECONDS)
+                    Message._post_pending_chatter(commit=self._commit_progress,
+                                                  max_seconds=CHATTER_SLICE_BUSY_SECONDS)
                 elif not Message._post_pending_chatter(commit=self._commit_progress,
-                                                       max_seconds=CHATTER_SLICE_SECONDS):
+                                                       max_seconds=CHATTER_SLICE_IDLE_SECONDS):
                     break
             # A status kept while its message's send was still uncommitted is applied once the wamid is there.
             self.env["strato.whatsapp.early.status"]._apply_ready()

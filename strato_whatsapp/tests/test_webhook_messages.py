@@ -27,6 +27,14 @@ class TestInboundMessages(WhatsappHttpCase):
         self.assertEqual(len(chatter), 1)
         self.assertIn("¿Sigue disponible?", chatter.body)
         self.assertEqual(message.mail_message_id, chatter)
+        self.assertTrue(message.created_lead)
+        created = lead.message_ids.filtered(lambda mail: mail.subtype_id == self.env.ref("crm.mt_lead_create"))
+        self.assertEqual(len(created), 1, "Odoo's lead-created notice, posted once, with the first message")
+        self.assertLess(created.id, chatter.id)
+        again = self._receive(self._inbound(wa_id="34600000555", body="¿Y el precio?", wamid="wamid.second"))
+        self.assertEqual(again.lead_id, lead)
+        self.assertFalse(again.created_lead)
+        self.assertEqual(len(lead.message_ids.filtered(lambda mail: mail.subtype_id == created.subtype_id)), 1)
 
     def test_sender_matches_existing_lead_typed_in_national_format(self):
         lead = self._lead(name="Departamento en Palermo", phone="011 15 2345-6789",
