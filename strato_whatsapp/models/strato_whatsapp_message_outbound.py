@@ -2,6 +2,8 @@ import logging
 import random
 import threading
 import time
+from collections import deque
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
 from markupsafe import Markup
@@ -29,6 +31,9 @@ FAILURE_TYPES = [
     ("unknown", "Other Error"),
 ]
 SEND_BATCH_SIZE = 50
+# HTTP calls of one account in flight at once (threads that only talk HTTP; the ORM work stays in the
+# cron's thread): Meta's answer takes longer than preparing the next message, so they overlap.
+SENDS_IN_FLIGHT = 3
 SEND_TIME_BUDGET = 50  # seconds per cron run and account; the run re-triggers itself while work remains
 STALE_SENDING_AFTER = timedelta(minutes=2)
 # Released when the transaction ends, or with the connection if the worker dies.
@@ -211,34 +216,60 @@ class StratoWhatsappMessageOutbound(models.Model):
         throttle = Throttle(account.messages_per_second or const.DEFAULT_THROUGHPUT_MPS)
         pairs = PairSpacing(const.PAIR_RATE_LIMIT_SECONDS)
         client = account._graph_client()
-        while time.monotonic() < deadline:
-            batch = self._claim(account, SEND_BATCH_SIZE)
-            if not batch:
-                return
-            if not self._send_batch(batch, client, throttle, pairs):
-                return
-            if not self._lock_account(account):
-                return
+        with ThreadPoolExecutor(SENDS_IN_FLIGHT, thread_name_prefix="strato_whatsapp_send") as http_threads:
+            while time.monotonic() < deadline:
+                batch = self._claim(account, SEND_BATCH_SIZE)
+                if not batch:
+                    return
+                if not self._send_batch(batch, client, throttle, pairs, http_threads):
+                    return
+                if not self._lock_account(account):
+                    return
 
     @api.model
-    def _send_batch(self, batch, client, throttle, pairs):
+    def _send_batch(self, batch, client, throttle, pairs, http_threads):
         """Send a claimed batch, then record every success with one statement; False when the account
-        got blocked (the rest of the batch goes back to the queue)."""
+        got blocked (what was not handed to Meta yet goes back to the queue).
+
+        Each message is prepared here, its HTTP call made by ``http_threads``, and its outcome recorded
+        here in batch order, with at most ``SENDS_IN_FLIGHT`` calls pending once Meta has accepted one of
+        the batch (before that, one at a time: a revoked token costs one call, not a volley)."""
         self._seed_pair_spacing(batch, pairs)
-        sent = []
-        for index, message in enumerate(batch):
-            outcome = message._send_one(client, throttle, pairs)
-            if outcome is False:
-                for waiting in batch[index + 1:]:
-                    waiting._requeue(0, count_attempt=False)
-                self._mark_sent(sent)
-                self._commit()
-                return False
+        sent, in_flight = [], deque()
+        blocked = False
+
+        def collect():
+            nonlocal blocked
+            message, call = in_flight.popleft()
+            try:
+                outcome = graph_api.extract_wamid(call.result())
+            except graph_api.GraphApiError as error:
+                outcome = message._handle_send_error(error)
             if isinstance(outcome, str):
                 sent.append((message, outcome))
+            elif outcome is False:
+                blocked = True
+
+        for index, message in enumerate(batch):
+            prepared = message._prepare_send(client, pairs)
+            if isinstance(prepared, dict):
+                throttle.wait()
+                in_flight.append((message, http_threads.submit(client.send_message, prepared)))
+                pairs.record(message.conversation_id.id)
+            elif prepared is False:
+                blocked = True
+            limit = SENDS_IN_FLIGHT if sent else 1
+            while in_flight and (blocked or len(in_flight) >= limit or in_flight[0][1].done()):
+                collect()
+            if blocked:
+                for waiting in batch[index + 1:]:
+                    waiting._requeue(0, count_attempt=False)
+                break
+        while in_flight:
+            collect()
         self._mark_sent(sent)
         self._commit()
-        return True
+        return not blocked
 
     @api.model
     def _claim(self, account, size):
@@ -284,9 +315,9 @@ class StratoWhatsappMessageOutbound(models.Model):
         for conversation_id, seconds_ago in self.env.cr.fetchall():
             pairs.seed(conversation_id, float(seconds_ago))
 
-    def _send_one(self, client, throttle, pairs):
-        """Send this claimed message. Returns its wamid when Meta accepted it (the caller records it),
-        True when it was otherwise dealt with, False when the whole account must stop."""
+    def _prepare_send(self, client, pairs):
+        """The Graph API body to send for this claimed message, or what became of it instead: True when it
+        was dealt with (refused, postponed, failed), False when the whole account must stop."""
         self.ensure_one()
         refusal = self._send_refusal()
         if refusal:
@@ -297,20 +328,13 @@ class StratoWhatsappMessageOutbound(models.Model):
             self._requeue(pair_wait, count_attempt=False)
             return True
         try:
-            payload = self._request_payload(client)
+            return self._request_payload(client)
         except graph_api.GraphApiError as error:
             return self._handle_send_error(error)
         except Exception as error:  # noqa: BLE001 - one broken message must not abort the batch
             _logger.exception("WhatsApp message %s could not be prepared", self.id)
             self._fail("unknown", _("The message could not be prepared for sending: %s", error))
             return True
-        throttle.wait()
-        try:
-            result = client.send_message(payload)
-        except graph_api.GraphApiError as error:
-            return self._handle_send_error(error)
-        pairs.record(self.conversation_id.id)
-        return graph_api.extract_wamid(result)
 
     @api.model
     def _mark_sent(self, sent):

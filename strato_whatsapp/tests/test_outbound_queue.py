@@ -186,6 +186,46 @@ class TestOutboundErrors(OutboundCase):
         self._send()
         self.assertEqual((first | second).mapped("state"), ["sent", "sent"])
 
+    def test_account_refused_while_sends_are_in_flight_loses_and_repeats_nothing(self):
+        """Several calls overlap once Meta has accepted one; when Meta then refuses the account, the calls
+        already made are recorded as they ended and the messages not handed over wait in the queue."""
+        leads = self.env["crm.lead"]
+        for index in range(8):
+            lead = self._lead(name=f"Piso {index}", contact_name=f"Cliente {index}", mobile=f"+34 600 00 03 {index:02d}")
+            self._conversation(lead, f"346000003{index:02d}", last_inbound_at=fields.Datetime.now())
+            leads |= lead
+        messages, _skipped = self.Message._enqueue_for_leads(leads, body="¿Le interesa visitar el piso?")
+        self.simulator.set_faults([{"path_contains": "/messages", "kind": "http", "status": 401, "code": 190,
+                                    "to": "34600000304"},
+                                   {"path_contains": "/messages", "kind": "delay", "delay": 0.05}])
+        with mute_logger(OUTBOUND_LOGGER):
+            self._send()
+        self.assertTrue(self.account.token_invalid)
+        by_recipient = {}
+        for request in self.simulator.requests(path_contains="/messages"):
+            by_recipient.setdefault(request["json"]["to"], 0)
+            by_recipient[request["json"]["to"]] += 1
+        self.assertTrue(all(count == 1 for count in by_recipient.values()), by_recipient)
+        for message in messages:
+            wa_id = message.conversation_id.wa_id
+            if wa_id == "34600000304":
+                self.assertEqual(message.state, "queued", "refused with the account: waits for a new token")
+            elif wa_id in by_recipient:
+                self.assertEqual(message.state, "sent", wa_id)
+                self.assertTrue(message.wamid)
+            else:
+                self.assertEqual(message.state, "queued", wa_id)
+                self.assertEqual(message.attempt_count, 0, "never handed over: no attempt counted")
+        self.assertIn("34600000305", by_recipient, "the next message was already in flight, and was sent")
+        self.assertLessEqual(len(by_recipient), 5 + 2, "at most the calls already in flight went on")
+        self.account.access_token = SIM_ACCOUNT["access_token"]
+        self.simulator.set_faults([])
+        messages.filtered(lambda message: message.state == "queued").next_attempt_at = fields.Datetime.now()
+        self._send()
+        self.assertEqual(set(messages.mapped("state")), {"sent"})
+        sent_to = [request["json"]["to"] for request in self.simulator.requests(path_contains="/messages")]
+        self.assertEqual(len(sent_to) - sent_to.count("34600000304"), 7, "each other message was sent once")
+
     def test_worker_death_leaves_outcome_unknown_never_a_blind_resend(self):
         message = self._queue()
         message.write({"state": "sending", "sending_started_at": fields.Datetime.now() - timedelta(minutes=5),

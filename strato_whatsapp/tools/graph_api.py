@@ -8,6 +8,7 @@ the caller what to do: retry, fail the message, or stop the account.
 Module-level ``build_*_payload`` functions return the exact JSON Meta expects, so the Odoo
 layer can build a payload, store it on the message and send it later with ``send_message``.
 """
+import functools
 import hashlib
 import http.client
 import json as jsonlib
@@ -559,8 +560,15 @@ _connections = threading.local()
 
 def _proxied(url):
     parts = urlsplit(url)
+    return _proxied_host(parts.scheme, parts.hostname or "")
+
+
+@functools.lru_cache(maxsize=64)
+def _proxied_host(scheme, hostname):
+    # Proxy settings come from the environment, which does not change under a running server; reading
+    # and matching them costs more than the rest of a send, so it is done once per host.
     proxies = urllib.request.getproxies()
-    return parts.scheme in proxies and not urllib.request.proxy_bypass(parts.hostname or "")
+    return scheme in proxies and not urllib.request.proxy_bypass(hostname)
 
 
 def _tls_context():
