@@ -11,6 +11,7 @@ from markupsafe import Markup
 from odoo import _, api, fields, models
 from odoo.exceptions import UserError
 from odoo.tools.mail import plaintext2html
+from odoo.tools.sql import create_index
 
 from .. import const
 from ..tools import graph_api, phone
@@ -54,6 +55,13 @@ class StratoWhatsappMessageOutbound(models.Model):
     payload = fields.Json(copy=False, help="What is sent to Meta, without the recipient.")
     failure_type = fields.Selection(FAILURE_TYPES, readonly=True, copy=False)
     sending_started_at = fields.Datetime(readonly=True, copy=False)
+
+    def init(self):
+        super().init()
+        # The claim query's own index: the queue is a sliver of a table that keeps every message ever
+        # exchanged, and this keeps claiming a batch at a fraction of a millisecond however large it grows.
+        create_index(self.env.cr, "strato_whatsapp_message_send_queue_index", self._table,
+                     ["account_id", "next_attempt_at", "id"], where="state = 'queued' AND direction = 'outbound'")
 
     # ------------------------------------------------------------------
     # Enqueueing
