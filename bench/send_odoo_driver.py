@@ -81,8 +81,14 @@ def create_leads(count):
 def enqueue():
     accounts = env["strato.whatsapp.account"].search([("name", "like", ACCOUNT_PREFIX)], order="name")
     for account, spec in zip(accounts, CONFIG["accounts"]):
-        account.write({"graph_api_url": CONFIG["simulator_url"], "messages_per_second": CONFIG["mps"],
+        account.write({"graph_api_url": CONFIG["simulator_url"], "messages_per_second": min(CONFIG["mps"], 1000),
                        "token_invalid": False, "active": True})
+        if CONFIG["mps"] > 1000:
+            # Capacity scenario only: above Meta's highest tier, which the form does not allow, so that the
+            # throttle is not what gets measured.
+            env.cr.execute("UPDATE strato_whatsapp_account SET messages_per_second = %s WHERE id = %s",
+                           [CONFIG["mps"], account.id])
+            account.invalidate_recordset(["messages_per_second"])
     env.cr.execute("UPDATE strato_whatsapp_conversation SET last_inbound_at = now() at time zone 'utc' - interval '1 minute'")
     leads = env["crm.lead"].search([("name", "like", LEAD_PREFIX)], order="id", limit=CONFIG["messages"])
     assert len(leads) == CONFIG["messages"], f"{len(leads)} leads prepared, {CONFIG['messages']} wanted"
