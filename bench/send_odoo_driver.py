@@ -86,6 +86,7 @@ def enqueue():
         if CONFIG["mps"] > 1000:
             # Capacity scenario only: above Meta's highest tier, which the form does not allow, so that the
             # throttle is not what gets measured.
+            account.flush_recordset()
             env.cr.execute("UPDATE strato_whatsapp_account SET messages_per_second = %s WHERE id = %s",
                            [CONFIG["mps"], account.id])
             account.invalidate_recordset(["messages_per_second"])
