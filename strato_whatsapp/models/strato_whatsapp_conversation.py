@@ -85,7 +85,7 @@ class StratoWhatsappConversation(models.Model):
         """Mark the inbound messages of these conversations as read by the agent."""
         unread = self.env["strato.whatsapp.message"].search([
             ("conversation_id", "in", self.ids), ("direction", "=", "inbound"), ("is_read", "=", False)])
-        unread.write({"is_read": True})
+        unread.sudo().write({"is_read": True})  # users read messages; only this flag is theirs to set
 
     def action_open_lead(self):
         self.ensure_one()

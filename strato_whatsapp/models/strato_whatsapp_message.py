@@ -535,6 +535,7 @@ class StratoWhatsappMessage(models.Model):
                                              kind=dict(MESSAGE_TYPES).get(self.message_type), reason=reason))
 
     def action_retry_media(self):
-        self.filtered(lambda message: message.media_id and message.media_state in ("failed", "pending")).write(
+        self.check_access("read")
+        self.filtered(lambda message: message.media_id and message.media_state in ("failed", "pending")).sudo().write(
             {"media_state": "pending", "media_retry_at": False, "media_attempt_count": 0})
         self.env.ref("strato_whatsapp.ir_cron_whatsapp_media")._trigger()

@@ -122,7 +122,7 @@ class StratoWhatsappMessageChat(models.Model):
         unread = self.filtered(lambda message: message.direction == "inbound" and not message.is_read)
         if not unread:
             return unread
-        unread.write({"is_read": True})
+        unread.sudo().write({"is_read": True})  # users read messages; only this flag is theirs to set
         unread._queue_read_receipts()
         return unread
 

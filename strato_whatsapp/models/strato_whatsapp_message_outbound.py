@@ -6,6 +6,7 @@ from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 
+import psycopg2
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
@@ -35,10 +36,21 @@ SEND_BATCH_SIZE = 50
 # HTTP calls of one account in flight at once (threads that only talk HTTP; the ORM work stays in the
 # cron's thread): Meta's answer takes longer than preparing the next message, so they overlap.
 SENDS_IN_FLIGHT = 3
+# Meta counts a number's throughput as its calls arrive; the throttle's window is this much longer than
+# a second so that thread scheduling between the throttle and the wire cannot squeeze one more call in.
+THROTTLE_WINDOW_SECONDS = 1.02
 SEND_TIME_BUDGET = 50  # seconds per cron run and account; the run re-triggers itself while work remains
 STALE_SENDING_AFTER = timedelta(minutes=2)
-# Released when the transaction ends, or with the connection if the worker dies.
+# The account lock: held by the sending worker's session across its commits, released when it is done
+# with the account, or with the connection if the worker dies.
 ADVISORY_LOCK_NAMESPACE = 0x57A7
+
+
+def _paced_send(throttle, client, payload):
+    # Runs in an HTTP thread: paced right before the call, so that the calls leave at the throttle's pace
+    # however the threads are scheduled.
+    throttle.wait()
+    return client.send_message(payload)
 
 
 class StratoWhatsappMessageOutbound(models.Model):
@@ -96,7 +108,9 @@ class StratoWhatsappMessageOutbound(models.Model):
             raise UserError("\n".join(skipped.values()))
         for lead, reason in skipped.items():
             lead._message_log(body=_("WhatsApp message not sent: %s", reason))
-        messages = self.create(values)
+        # Users read messages but never write them directly: what a message says, and where it stands,
+        # is the queue's record. Their right to write to these leads was checked above.
+        messages = self.sudo().create(values).with_env(self.env)
         messages._post_outbound_to_chatter()
         if messages:
             self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
@@ -151,7 +165,7 @@ class StratoWhatsappMessageOutbound(models.Model):
         """A note per message (no e-mail to followers); its status line follows the message."""
         for message in self.filtered("lead_id"):
             note = message.lead_id._message_log(body=message._chatter_note_body())
-            message.mail_message_id = note
+            message.sudo().mail_message_id = note
 
     def _chatter_note_body(self, state_labels=None):
         self.ensure_one()
@@ -199,8 +213,11 @@ class StratoWhatsappMessageOutbound(models.Model):
         deadline = time.monotonic() + SEND_TIME_BUDGET
         for account in accounts:
             if not account._can_send() or not self._lock_account(account):
-                continue  # waits for an administrator: the account form says why
-            self._send_account_queue(account, deadline)
+                continue  # waits for an administrator (the account form says why), or another worker has it
+            try:
+                self._send_account_queue(account, deadline)
+            finally:
+                self._unlock_account(account)
         if self._accounts_with_due_messages().filtered(lambda account: account._can_send()):
             self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
 
@@ -215,13 +232,25 @@ class StratoWhatsappMessageOutbound(models.Model):
 
     @api.model
     def _lock_account(self, account):
-        # One sender per account at a time across all workers, so its throttle holds globally.
-        self.env.cr.execute("SELECT pg_try_advisory_xact_lock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, account.id])
+        """One sender per account at a time across all workers, for the whole time it sends, so that the
+        account's throttle (kept by that sender) holds globally."""
+        self.env.cr.execute("SELECT pg_try_advisory_lock(%s, %s)", [ADVISORY_LOCK_NAMESPACE, account.id])
         return self.env.cr.fetchone()[0]
 
     @api.model
+    def _unlock_account(self, account):
+        query = "SELECT pg_advisory_unlock(%s, %s)"
+        try:
+            self.env.cr.execute(query, [ADVISORY_LOCK_NAMESPACE, account.id])
+        except psycopg2.errors.InFailedSqlTransaction:
+            # Sending broke off with an SQL error: that transaction is lost anyway, the lock must not be,
+            # or this pooled connection would keep the account from every other worker.
+            self.env.cr.rollback()
+            self.env.cr.execute(query, [ADVISORY_LOCK_NAMESPACE, account.id])
+
+    @api.model
     def _send_account_queue(self, account, deadline):
-        throttle = Throttle(account.messages_per_second or const.DEFAULT_THROUGHPUT_MPS)
+        throttle = Throttle(account.messages_per_second or const.DEFAULT_THROUGHPUT_MPS, window=THROTTLE_WINDOW_SECONDS)
         pairs = PairSpacing(const.PAIR_RATE_LIMIT_SECONDS)
         client = account._graph_client()
         with ThreadPoolExecutor(SENDS_IN_FLIGHT, thread_name_prefix="strato_whatsapp_send") as http_threads:
@@ -230,8 +259,6 @@ class StratoWhatsappMessageOutbound(models.Model):
                 if not batch:
                     return
                 if not self._send_batch(batch, client, throttle, pairs, http_threads):
-                    return
-                if not self._lock_account(account):
                     return
 
     @api.model
@@ -261,8 +288,7 @@ class StratoWhatsappMessageOutbound(models.Model):
         for index, message in enumerate(batch):
             prepared = message._prepare_send(client, pairs)
             if isinstance(prepared, dict):
-                throttle.wait()
-                in_flight.append((message, http_threads.submit(client.send_message, prepared)))
+                in_flight.append((message, http_threads.submit(_paced_send, throttle, client, prepared)))
                 pairs.record(message.conversation_id.id)
             elif prepared is False:
                 blocked = True
@@ -299,7 +325,6 @@ class StratoWhatsappMessageOutbound(models.Model):
             """, [fields.Datetime.now(), tuple(batch.ids)])
             batch.invalidate_recordset(["state", "sending_started_at", "attempt_count"])
             self._commit()
-            self._lock_account(account)  # the commit released it
             # Hold the rows while sending: a status webhook for one of them waits for our commit (and is
             # retried) instead of making our final update fail and roll the whole batch back.
             self.env.cr.execute("SELECT id FROM strato_whatsapp_message WHERE id IN %s FOR NO KEY UPDATE",
@@ -490,7 +515,8 @@ class StratoWhatsappMessageOutbound(models.Model):
         retryable = self.filtered(lambda message: message.direction == "outbound" and message.state in ("failed", "unknown"))
         if not retryable:
             raise UserError(_("Only failed messages, or messages whose outcome is unknown, can be retried."))
-        retryable.write({"state": "queued", "next_attempt_at": fields.Datetime.now(), "attempt_count": 0,
+        retryable.lead_id.check_access("write")
+        retryable.sudo().write({"state": "queued", "next_attempt_at": fields.Datetime.now(), "attempt_count": 0,
                          "failure_type": False, "error_code": 0, "error_message": False, "failed_at": False})
         retryable._refresh_chatter_notes()
         self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()

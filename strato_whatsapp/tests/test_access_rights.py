@@ -1,5 +1,6 @@
 from psycopg2.errors import UniqueViolation
 
+from odoo import fields
 from odoo.exceptions import AccessError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
@@ -41,6 +42,33 @@ class TestWhatsappAccessRights(WhatsappCase):
         self.assertNotIn(self.others_message, visible)
         lead = self.own_lead.with_user(self.salesman)
         self.assertEqual(lead.whatsapp_message_count, 1)
+
+    def test_salesperson_keeps_the_history_of_their_lead_when_the_contact_moves_on(self):
+        """A returning customer's conversation follows the new lead (its salesperson sees the history);
+        the salesperson of the earlier lead still sees the messages exchanged on it."""
+        earlier = self._message(self.others, "cuando el lead era de otro", lead_id=self.others_lead.id)
+        self.others.lead_id = self.own_lead.copy({"user_id": self.salesman.id})
+        self.assertIn(earlier, self._visible(self.salesman, "strato.whatsapp.message"))
+        self.assertIn(earlier, self._visible(self.other_salesman, "strato.whatsapp.message"))
+
+    def test_users_send_and_read_but_do_not_edit_messages(self):
+        message = self.own_message.with_user(self.salesman)
+        for values in ({"state": "read"}, {"body": "otra cosa"}, {"wamid": "wamid.forged"}):
+            with self.assertRaises(AccessError):
+                message.write(values)
+        with self.assertRaises(AccessError):
+            self.env["strato.whatsapp.message"].with_user(self.salesman).create({
+                "conversation_id": self.own.id, "direction": "inbound", "body": "falso", "state": "received"})
+        self.own.with_user(self.salesman).action_mark_read()
+        self.assertTrue(self.own_message.is_read)
+        self.own.last_inbound_at = fields.Datetime.now()
+        messages, _skipped = self.env["strato.whatsapp.message"].with_user(self.salesman)._enqueue_for_leads(
+            self.own_lead.with_user(self.salesman), body="Le escribo por el piso")
+        self.assertRecordValues(messages, [{"state": "queued", "author_id": self.salesman.id}])
+        self.assertTrue(messages.mail_message_id)
+        with self.assertRaises(AccessError):
+            self.env["strato.whatsapp.message"].with_user(self.salesman)._enqueue_for_leads(
+                self.others_lead.with_user(self.salesman), body="No es mío")
 
     def test_sales_manager_sees_all_conversations(self):
         visible = self._visible(self.sales_manager, "strato.whatsapp.conversation")

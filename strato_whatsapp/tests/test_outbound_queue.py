@@ -285,6 +285,22 @@ class TestSkipLockedConcurrency(WhatsappCase):
                 env["crm.lead"].browse(lead_id).unlink()
 
 
+    def test_one_worker_keeps_an_account_across_its_commits(self):
+        """Each worker paces its sends with its own throttle, so two must never send for one account at
+        once: the account lock outlives the commits made after each batch."""
+        registry = self.env.registry
+        with registry.cursor() as cr1, registry.cursor() as cr2:
+            Message1 = self.env(cr=cr1)["strato.whatsapp.message"]
+            Message2 = self.env(cr=cr2)["strato.whatsapp.message"]
+            self.assertTrue(Message1._lock_account(self.account))
+            cr1.commit()
+            self.assertFalse(Message2._lock_account(self.account), "still held after the first worker's commit")
+            Message1._unlock_account(self.account)
+            self.assertTrue(Message2._lock_account(self.account))
+            Message2._unlock_account(self.account)
+            cr1.rollback()
+            cr2.rollback()
+
 @tagged("post_install", "-at_install")
 class TestOutboundRobustness(OutboundCase):
 

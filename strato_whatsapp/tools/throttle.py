@@ -1,42 +1,51 @@
 """Pacing for the send loop. Pure: clock and sleep are injectable."""
+import threading
 import time
 from collections import deque
 
 
 class Throttle:
-    """Let calls through evenly at ``rate`` per second, and never more than ``rate`` in any one second.
+    """Let calls through evenly at ``rate`` per second, and never more than ``rate`` in any ``window``.
 
     Slots missed during a short stall (a batch commit) are caught up, so the average holds at the rate;
-    at most one second of them is banked, and the sliding one-second window caps any catch-up burst.
+    at most one second of them is banked, and the sliding window caps any catch-up burst. A window a
+    little longer than a second leaves room for the jitter between letting a call through and its
+    arrival at the server, so the server never counts more than ``rate`` in one second. Thread-safe:
+    concurrent callers are let through one after another.
     """
 
-    def __init__(self, rate, clock=time.monotonic, sleep=time.sleep):
+    def __init__(self, rate, window=1.0, clock=time.monotonic, sleep=time.sleep):
         if rate <= 0:
             raise ValueError("rate must be positive")
+        if window < 1.0:
+            raise ValueError("the window must be at least one second")
         self.rate = rate
         self.interval = 1.0 / rate
+        self.window = window
         self._clock = clock
         self._sleep = sleep
         self._next_at = clock()
-        self._recent = deque()  # times of the calls let through during the last second
+        self._recent = deque()  # times of the calls let through during the last window
+        self._lock = threading.Lock()
 
     def wait(self):
         """Block until the next call may go; returns the seconds slept."""
-        now = self._clock()
-        self._next_at = max(self._next_at, now - 1.0)
-        self._forget_before(now - 1.0)
-        delay = self._next_at - now
-        if len(self._recent) >= self.rate:
-            delay = max(delay, self._recent[0] + 1.0 - now)
-        slept = 0.0
-        if delay > 0:
-            self._sleep(delay)
-            slept = delay
-            now += delay
-            self._forget_before(now - 1.0)
-        self._recent.append(now)
-        self._next_at += self.interval
-        return slept
+        with self._lock:
+            now = self._clock()
+            self._next_at = max(self._next_at, now - 1.0)
+            self._forget_before(now - self.window)
+            delay = self._next_at - now
+            if len(self._recent) >= self.rate:
+                delay = max(delay, self._recent[0] + self.window - now)
+            slept = 0.0
+            if delay > 0:
+                self._sleep(delay)
+                slept = delay
+                now += delay
+                self._forget_before(now - self.window)
+            self._recent.append(now)
+            self._next_at += self.interval
+            return slept
 
     def _forget_before(self, moment):
         while self._recent and self._recent[0] <= moment:
