@@ -178,6 +178,8 @@ class StratoWhatsappMessage(models.Model):
             if values["lead_id"] in created_leads.ids and values["chatter_pending"]:
                 values["created_lead"] = True
                 created_leads -= created_leads.browse(values["lead_id"])
+        for lead in created_leads:  # only a reaction came: nothing of it goes to the chatter
+            lead._whatsapp_log_creation()
         messages = self.create(values_list)
         messages._touch_conversations()
         messages._apply_reactions()

@@ -28,6 +28,9 @@ CHATTER_SLICE_IDLE_SECONDS = 0.5
 # Advisory lock between the webhook requests that skip waking the cron and the run that consumes the
 # wake-ups; the value only has to be unique to this use in the database.
 WAKE_LOCK_KEY = 0x57A7_0057_A4EB
+# A wake-up no run has consumed after this long is assumed lost (a run that failed): the next POST wakes
+# the cron again. Runs consume them at least every RUN_SECONDS while they work.
+WAKE_STALE_SECONDS = 60
 
 
 class StratoWhatsappWebhookEvent(models.Model):
@@ -75,7 +78,8 @@ class StratoWhatsappWebhookEvent(models.Model):
         the POST that finds no wake-up requested since the last run started triggers the cron. That is
         safe because each POST holds an advisory lock shared from its check until its commit, and a run
         clears the request under the same lock taken exclusively (``_start_wake_epoch``) before it claims
-        events: a POST that relied on an earlier wake-up has committed its event by then."""
+        events: a POST that relied on an earlier wake-up has committed its event by then. A wake-up left
+        unconsumed for ``WAKE_STALE_SECONDS`` (its run failed) is made again."""
         cr = self.env.cr
         if not self._read_committed(cr) and not self._testing():
             # The request's transaction has already read something: its snapshot could predate the
@@ -95,13 +99,19 @@ class StratoWhatsappWebhookEvent(models.Model):
             INSERT INTO strato_whatsapp_webhook_event
                    (account_id, company_id, payload, state, attempt_count, create_uid, write_uid, create_date, write_date)
             VALUES (%s, %s, %s, 'pending', 0, %s, %s, %s, %s)
-            RETURNING id, (SELECT requested FROM strato_whatsapp_webhook_wakeup WHERE id = 1)
+            RETURNING id, (SELECT requested_at > %s FROM strato_whatsapp_webhook_wakeup WHERE id = 1)
         """, [WAKE_LOCK_KEY, account.id, account.sudo().company_id.id, raw_body.decode(), self.env.uid, self.env.uid,
-              now, now])
-        event_id, wake_requested = self.env.cr.fetchone()
-        if not wake_requested:
-            self.env.cr.execute("UPDATE strato_whatsapp_webhook_wakeup SET requested = true WHERE id = 1")
-            self._processing_cron()._trigger()
+              now, now, now - timedelta(seconds=WAKE_STALE_SECONDS)])
+        event_id, wake_pending = self.env.cr.fetchone()
+        if not wake_pending:
+            # Of POSTs racing here, the first to update the row wakes the cron; the others see its value.
+            self.env.cr.execute("""
+                UPDATE strato_whatsapp_webhook_wakeup SET requested_at = %s
+                 WHERE id = 1 AND (requested_at IS NULL OR requested_at <= %s)
+             RETURNING id
+            """, [now, now - timedelta(seconds=WAKE_STALE_SECONDS)])
+            if self.env.cr.fetchone():
+                self._processing_cron()._trigger()
         return self.browse(event_id)
 
     @api.model
@@ -126,17 +136,18 @@ class StratoWhatsappWebhookEvent(models.Model):
         """Clear the wake-up request and commit, so that every event whose POST relied on that request is
         visible to the claims that follow (see ``_store``). The cron's triggers are left to Odoo."""
         cr = self.env.cr
+        self._commit_progress()  # a new transaction, which READ COMMITTED can then apply to
         self._read_committed(cr)
         cr.execute("""
             SELECT pg_advisory_xact_lock(%s);
-            UPDATE strato_whatsapp_webhook_wakeup SET requested = false WHERE id = 1 AND requested;
+            UPDATE strato_whatsapp_webhook_wakeup SET requested_at = NULL WHERE id = 1 AND requested_at IS NOT NULL;
         """, [WAKE_LOCK_KEY])
         self._commit_progress()
 
     @api.model
     def _wake_requested(self):
         """Whether a POST asked for a run since the last ``_start_wake_epoch``."""
-        self.env.cr.execute("SELECT requested FROM strato_whatsapp_webhook_wakeup WHERE id = 1")
+        self.env.cr.execute("SELECT requested_at IS NOT NULL FROM strato_whatsapp_webhook_wakeup WHERE id = 1")
         row = self.env.cr.fetchone()
         return bool(row and row[0])
 

@@ -117,6 +117,12 @@ class TestInboundMessages(WhatsappHttpCase):
         self._receive(self._inbound(wa_id="34600000011", msg_type="reaction", message_id=original.wamid, emoji=""))
         self.assertFalse(original.reaction_emoji, "an empty emoji removes the reaction")
 
+    def test_lead_created_by_a_reaction_still_gets_its_creation_notice(self):
+        reaction = self._receive(self._inbound(wa_id="34600000012", msg_type="reaction", emoji="👍"))
+        created = reaction.lead_id.message_ids.filtered(lambda mail: mail.subtype_id == self.env.ref("crm.mt_lead_create"))
+        self.assertEqual(len(created), 1)
+        self.assertFalse(reaction.created_lead, "the notice was posted at once: nothing of a reaction is posted later")
+
     def test_batch_of_messages_and_statuses_in_one_post(self):
         outbound = self._outbound_message("34600000020", "wamid.out.batch")
         items = [payloads.message_item(f"346000001{index:02d}", body=f"mensaje {index}") for index in range(30)]

@@ -17,7 +17,7 @@ class TestWebhookWakeUp(WhatsappCase):
         self.Event = self.env["strato.whatsapp.webhook.event"].sudo()
         self.cron = self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook")
         self.env["ir.cron.trigger"].sudo().search([("cron_id", "=", self.cron.id)]).unlink()
-        self.env.cr.execute("UPDATE strato_whatsapp_webhook_wakeup SET requested = false")
+        self.env.cr.execute("UPDATE strato_whatsapp_webhook_wakeup SET requested_at = NULL")
         self.sequence = 0
 
     def _body(self, wa_id="34600000201"):
@@ -65,6 +65,16 @@ class TestWebhookWakeUp(WhatsappCase):
         self.assertFalse(self.Event._wake_requested())
         messages = self.env["strato.whatsapp.message"].search([("wamid", "like", "wamid.wake.")])
         self.assertEqual(len(messages), 2)
+
+    def test_a_wake_up_no_run_consumed_is_made_again(self):
+        """A run that failed leaves its wake-up behind: after a minute, POSTs stop relying on it."""
+        self.Event._store(self.account, self._body())
+        self.env.cr.execute("UPDATE strato_whatsapp_webhook_wakeup SET requested_at = requested_at - interval '59 seconds'")
+        self.Event._store(self.account, self._body())
+        self.assertEqual(self._triggers(), 1, "still recent: relied on")
+        self.env.cr.execute("UPDATE strato_whatsapp_webhook_wakeup SET requested_at = requested_at - interval '2 seconds'")
+        self.Event._store(self.account, self._body())
+        self.assertEqual(self._triggers(), 2, "stale: the cron is woken again")
 
     def test_a_run_out_of_time_hands_over_to_a_new_run(self):
         event = self.Event._store(self.account, self._body())
