@@ -36,7 +36,7 @@ FAILURE_TYPES = [
 SEND_BATCH_SIZE = 50
 # HTTP calls of one account in flight at once (threads that only talk HTTP; the ORM work stays in the
 # cron's thread): Meta's answer takes longer than preparing the next message, so they overlap.
-SENDS_IN_FLIGHT = 3
+SENDS_IN_FLIGHT = 4
 # Meta counts a number's throughput as its calls arrive; the throttle's window is this much longer than
 # a second so that thread scheduling between the throttle and the wire cannot squeeze one more call in.
 THROTTLE_WINDOW_SECONDS = 1.01

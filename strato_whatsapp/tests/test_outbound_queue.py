@@ -6,6 +6,7 @@ from odoo.exceptions import UserError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
+from ..models.strato_whatsapp_message_outbound import SENDS_IN_FLIGHT
 from .common import SIM_ACCOUNT, WhatsappCase, WithGraphSimulator
 
 OUTBOUND_LOGGER = "odoo.addons.strato_whatsapp.models.strato_whatsapp_message_outbound"
@@ -216,8 +217,7 @@ class TestOutboundErrors(OutboundCase):
             else:
                 self.assertEqual(message.state, "queued", wa_id)
                 self.assertEqual(message.attempt_count, 0, "never handed over: no attempt counted")
-        self.assertIn("34600000305", by_recipient, "the next message was already in flight, and was sent")
-        self.assertLessEqual(len(by_recipient), 5 + 2, "at most the calls already in flight went on")
+        self.assertLessEqual(len(by_recipient), 5 + SENDS_IN_FLIGHT - 1, "at most the calls already in flight went on")
         self.account.access_token = SIM_ACCOUNT["access_token"]
         self.simulator.set_faults([])
         messages.filtered(lambda message: message.state == "queued").next_attempt_at = fields.Datetime.now()
