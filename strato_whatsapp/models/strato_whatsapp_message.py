@@ -241,15 +241,27 @@ class StratoWhatsappMessage(models.Model):
         return event.text or ""
 
     def _touch_conversations(self):
+        """Move the conversations' last message and last inbound times forward to these messages', in one
+        statement: a burst touches hundreds of conversations, and nothing derives from these columns but
+        the (non-stored) reply window."""
         latest = {}
         for message in self:
-            conversation = message.conversation_id
-            latest[conversation] = max(latest.get(conversation) or message.message_at, message.message_at)
-        for conversation, when in latest.items():
-            values = {"last_message_at": max(when, conversation.last_message_at or when), "state": "open"}
-            if not conversation.last_inbound_at or when > conversation.last_inbound_at:
-                values["last_inbound_at"] = when
-            conversation.write(values)
+            conversation_id = message.conversation_id.id
+            latest[conversation_id] = max(latest.get(conversation_id) or message.message_at, message.message_at)
+        if not latest:
+            return
+        conversations = self.env["strato.whatsapp.conversation"].browse(latest)
+        touched_fields = ["last_message_at", "last_inbound_at", "state", "write_date", "write_uid"]
+        conversations.flush_recordset(touched_fields)
+        self.env.cr.execute("""
+            UPDATE strato_whatsapp_conversation AS conversation
+               SET last_message_at = GREATEST(conversation.last_message_at, touched.at),
+                   last_inbound_at = GREATEST(conversation.last_inbound_at, touched.at),
+                   state = 'open', write_date = %s, write_uid = %s
+              FROM unnest(%s::int[], %s::timestamp[]) AS touched(id, at)
+             WHERE conversation.id = touched.id
+        """, [fields.Datetime.now(), self.env.uid, list(latest), list(latest.values())])
+        conversations.invalidate_recordset(touched_fields)
 
     def _apply_reactions(self):
         reactions = self.filtered(lambda message: message.message_type == "reaction" and message.reply_to_wamid)
