@@ -174,11 +174,12 @@ class StratoWhatsappMessage(models.Model):
         unique_conversations = self.env["strato.whatsapp.conversation"].union(*conversations.values())
         created_leads = self.env["crm.lead"]._whatsapp_assign_leads(account, unique_conversations)
         values_list = [self._inbound_values(event, conversations[event.wamid]) for event in events]
+        awaiting_notice = set(created_leads.ids)
         for values in values_list:
-            if values["lead_id"] in created_leads.ids and values["chatter_pending"]:
+            if values["chatter_pending"] and values["lead_id"] in awaiting_notice:
                 values["created_lead"] = True
-                created_leads -= created_leads.browse(values["lead_id"])
-        for lead in created_leads:  # only a reaction came: nothing of it goes to the chatter
+                awaiting_notice.discard(values["lead_id"])
+        for lead in created_leads.browse(awaiting_notice):  # only a reaction came: none of it goes to the chatter
             lead._whatsapp_log_creation()
         messages = self.create(values_list)
         messages._touch_conversations()
