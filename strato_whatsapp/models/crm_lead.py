@@ -135,8 +135,9 @@ class CrmLead(models.Model):
             return self.browse()
         # Odoo's "lead created" notice is a full message_post per lead; it is posted with the lead's first
         # message in the chatter pass instead (see strato.whatsapp.message._post_inbound_to_chatter).
+        account_values = self._whatsapp_new_lead_account_values(account)
         leads = self.with_context(mail_create_nolog=True).create(
-            [conversation._whatsapp_new_lead_values() for conversation in to_create])
+            [conversation._whatsapp_new_lead_values(account_values) for conversation in to_create])
         for conversation, lead in zip(to_create, leads):
             conversation.lead_id = lead
         return leads.with_context(mail_create_nolog=False)
@@ -169,6 +170,22 @@ class CrmLead(models.Model):
                 if key in keys:
                     found.setdefault(key, lead)
         return found
+
+    @api.model
+    def _whatsapp_new_lead_account_values(self, account):
+        """What every lead created for a sender on ``account`` shares: source, sales team, salesperson,
+        company. Looked up once for a burst of new senders rather than once per lead. The stage is left to
+        crm's own computation (the team's first stage): giving it would count each new lead in crm's
+        won/lost statistics update."""
+        team = account.team_id or self.env["crm.team"]._get_default_team_id(
+            domain=[("company_id", "in", [account.company_id.id, False])])
+        return {
+            "type": self._whatsapp_default_type(),
+            "source_id": self.env.ref("strato_whatsapp.utm_source_whatsapp").id,
+            "team_id": team.id,
+            "user_id": account.user_id.id,
+            "company_id": account.company_id.id,
+        }
 
     @api.model
     def _whatsapp_default_type(self):

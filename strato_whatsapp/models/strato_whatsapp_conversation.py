@@ -166,25 +166,19 @@ class StratoWhatsappConversation(models.Model):
         self.unlink()  # first: its bsuid must be free before the target takes it
         target.write(values)
 
-    def _whatsapp_new_lead_values(self):
-        """Values of the lead created for a sender we have no open lead for."""
+    def _whatsapp_new_lead_values(self, account_values):
+        """Values of the lead created for a sender we have no open lead for; ``account_values`` are the
+        ones every new lead of the account shares (``crm.lead._whatsapp_new_lead_account_values``)."""
         self.ensure_one()
         e164 = phone.e164_from_wa_id(self.wa_id) if self.wa_id else False
         number = e164 or (self.wa_id and "+" + self.wa_id)
         previous = self.lead_id
-        account = self.account_id
-        team = account.team_id or self.env["crm.team"]._get_default_team_id(
-            domain=[("company_id", "in", [account.company_id.id, False])])
         return {
+            **account_values,
             "name": self.profile_name or (number and phone.format_international(number)) or self.bsuid,
             "contact_name": self.profile_name or previous.contact_name,
             "partner_id": previous.partner_id.id or self.partner_id.id,
             "phone": number and phone.format_international(number),
-            "type": self.env["crm.lead"]._whatsapp_default_type(),
-            "source_id": self.env.ref("strato_whatsapp.utm_source_whatsapp").id,
-            "team_id": team.id,
-            "user_id": account.user_id.id,
-            "company_id": account.company_id.id,
         }
 
     # ------------------------------------------------------------------
