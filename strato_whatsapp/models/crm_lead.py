@@ -124,23 +124,27 @@ class CrmLead(models.Model):
         if not orphans:
             return self.browse()
         found = self._whatsapp_open_leads_by_key(account.company_id, orphans.mapped("wa_id"))
-        to_create = self.env["strato.whatsapp.conversation"]
+        to_create = []
         for conversation in orphans:
             lead = found.get(phone.match_key(conversation.wa_id))
             if lead:
                 conversation.write({"lead_id": lead.id, "partner_id": lead.partner_id.id or conversation.partner_id.id})
             else:
-                to_create |= conversation
+                to_create.append(conversation)
         if not to_create:
             return self.browse()
+        account_values = self._whatsapp_new_lead_account_values(account)
         # Odoo's "lead created" notice is a full message_post per lead; it is posted with the lead's first
         # message in the chatter pass instead (see strato.whatsapp.message._post_inbound_to_chatter).
-        account_values = self._whatsapp_new_lead_account_values(account)
-        leads = self.with_context(mail_create_nolog=True).create(
+        # The stage crm would look up for each lead is given once, as a default: in the values, crm would
+        # count each new lead in its won/lost statistics.
+        team = self.env["crm.team"].browse(account_values["team_id"])
+        first_stage = self._stage_find(team_id=team.id, domain=[("fold", "=", False)])
+        leads = self.with_context(mail_create_nolog=True, default_stage_id=first_stage.id).create(
             [conversation._whatsapp_new_lead_values(account_values) for conversation in to_create])
         for conversation, lead in zip(to_create, leads):
             conversation.lead_id = lead
-        return leads.with_context(mail_create_nolog=False)
+        return leads.with_env(self.env)
 
     def _whatsapp_log_creation(self):
         """The notice Odoo posts when a lead is created (its creation subtype tells the team's followers),
@@ -174,9 +178,7 @@ class CrmLead(models.Model):
     @api.model
     def _whatsapp_new_lead_account_values(self, account):
         """What every lead created for a sender on ``account`` shares: source, sales team, salesperson,
-        company. Looked up once for a burst of new senders rather than once per lead. The stage is left to
-        crm's own computation (the team's first stage): giving it would count each new lead in crm's
-        won/lost statistics update."""
+        company. Looked up once for a burst of new senders rather than once per lead."""
         team = account.team_id or self.env["crm.team"]._get_default_team_id(
             domain=[("company_id", "in", [account.company_id.id, False])])
         return {

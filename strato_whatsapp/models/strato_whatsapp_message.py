@@ -7,6 +7,7 @@ from datetime import timedelta
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
+from odoo.tools import SQL, split_every
 from odoo.tools.mail import plaintext2html
 
 from .. import const
@@ -181,13 +182,64 @@ class StratoWhatsappMessage(models.Model):
                 awaiting_notice.discard(values["lead_id"])
         for lead in created_leads.browse(awaiting_notice):  # only a reaction came: none of it goes to the chatter
             lead._whatsapp_log_creation()
-        messages = self.create(values_list)
+        messages = self._insert_received(values_list)
         messages._touch_conversations()
         messages._apply_reactions()
         messages._apply_opt_keywords()
         messages._notify_chat()
         if any(message.media_state == "pending" for message in messages):
             self.env.ref("strato_whatsapp.ir_cron_whatsapp_media")._trigger()
+        return messages
+
+    @api.model
+    def _insert_received(self, values_list):
+        """Create received messages (complete values, as ``_inbound_values`` makes them) the way ``create``
+        would, without its per-record work: a burst from Meta is thousands of messages, and ``create``
+        asks for defaults, fills the cache field by field and recomputes the related account and company
+        once per message. Here defaults are asked once, the related columns come from the conversations,
+        and the ORM is then told what was created, so what depends on messages (the conversations' unread
+        and failed counts, the one2many caches) follows as after ``create``."""
+        if not values_list:
+            return self.browse()
+        conversations = self.env["strato.whatsapp.conversation"].browse({vals["conversation_id"] for vals in values_list})
+        related = {conversation.id: {"account_id": conversation.account_id.id, "company_id": conversation.company_id.id}
+                   for conversation in conversations}
+        now, uid = self.env.cr.now(), self.env.uid
+        rows = [{**vals, **related[vals["conversation_id"]],
+                 "create_uid": uid, "create_date": now, "write_uid": uid, "write_date": now} for vals in values_list]
+        columns = [name for name, field in self._fields.items() if field.store and field.column_type and name != "id"]
+        missing = {name for name in columns if any(name not in row for row in rows)}
+        unexpected = [name for name in missing if self._fields[name].compute]
+        if unexpected:
+            raise ValueError(f"Received messages need values for the computed fields {unexpected}")
+        defaults = self.default_get(list(missing))
+        fields_ = [self._fields[name] for name in columns]
+        ids = []
+        for chunk in split_every(1000, rows):
+            self.env.cr.execute(SQL(
+                "INSERT INTO %s (%s) VALUES %s RETURNING id",
+                SQL.identifier(self._table), SQL(", ").join(map(SQL.identifier, columns)),
+                SQL(", ").join(tuple(field.convert_to_column_insert(row.get(field.name, defaults.get(field.name)), self, row)
+                                     for field in fields_) for row in chunk)))
+            ids.extend(row_id for row_id, in self.env.cr.fetchall())
+        messages = self.browse(ids)
+        cache = self.env.cache
+        for field in fields_:
+            cache.update(messages, field, [field.convert_to_cache(row.get(field.name, defaults.get(field.name)), self,
+                                                                  validate=False) for row in rows])
+        for field in self._fields.values():
+            if field.type in ("one2many", "many2many"):
+                cache.update(messages, field, [()] * len(messages))
+        for field in fields_:
+            if field.type == "many2one" and self.pool.field_inverses[field]:
+                by_value = {}
+                for message, row in zip(messages, rows):
+                    by_value.setdefault(row.get(field.name), []).append(message.id)
+                for value, message_ids in by_value.items():
+                    field._update_inverses(self.browse(message_ids), value or None)
+        with self.env.protecting(fields_, messages):
+            messages.modified(self._fields, create=True)
+        messages.check_access("create")
         return messages
 
     @api.model

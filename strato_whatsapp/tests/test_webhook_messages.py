@@ -1,6 +1,6 @@
 from odoo.tests import tagged
 
-from .common import WhatsappHttpCase, payloads
+from .common import WhatsappCase, WhatsappHttpCase, payloads
 
 
 @tagged("post_install", "-at_install")
@@ -191,3 +191,44 @@ class TestInboundMessages(WhatsappHttpCase):
         lead = self._lead(mobile="+" + wa_id)
         conversation = self._conversation(lead, wa_id)
         return self._message(conversation, "Hola desde la agencia", direction="outbound", wamid=wamid, state=state)
+
+
+@tagged("post_install", "-at_install")
+class TestReceivedMessageInsert(WhatsappCase):
+    """Received messages are inserted in one statement per batch, not through ``create``: the rows, the
+    cache and what depends on messages must be what ``create`` gives."""
+
+    def test_inserted_messages_equal_created_ones(self):
+        lead = self._lead(name="Ático en Chamberí", phone="+34 600 000 321")
+        conversation = self._conversation(lead, "34600000321")
+        Message = self.env["strato.whatsapp.message"]
+        values = {
+            "conversation_id": conversation.id, "lead_id": lead.id, "direction": "inbound",
+            "message_type": "image", "state": "received", "message_at": "2026-11-20 10:00:00",
+            "body": "Mirad la fachada", "reply_to_wamid": "wamid.quoted", "chatter_pending": True,
+            "media_id": "media.1", "media_mime_type": "image/jpeg", "media_filename": False,
+            "media_sha256": "abc", "media_state": "pending", "is_voice": False,
+            "latitude": 40.4381311, "longitude": -3.6995602,
+        }
+        self.assertFalse(conversation.message_ids)  # in cache now: the insert must extend it
+        self.assertEqual(conversation.unread_count, 0)
+        inserted = Message._insert_received([dict(values, wamid="wamid.inserted"), dict(values, wamid="wamid.other")])
+        self.assertEqual(conversation.message_ids, inserted, "the one2many cache follows the insert")
+        self.assertEqual(conversation.unread_count, 2, "stored computations depending on messages follow")
+        created = Message.create(dict(values, wamid="wamid.created"))
+
+        compared = [name for name, field in Message._fields.items()
+                    if field.store and name not in ("id", "wamid", "create_date", "write_date")]
+        in_cache = inserted[0].read(compared)[0]
+        self.env.invalidate_all()
+        from_database = inserted[0].read(compared)[0]
+        expected = created.read(compared)[0]
+        for row in (in_cache, from_database):
+            row.pop("id")
+        expected.pop("id")
+        self.assertEqual(from_database, expected)
+        self.assertEqual(in_cache, expected)
+        self.assertEqual(inserted[0].account_id, self.account)
+        self.assertEqual(inserted[0].company_id, self.account.company_id)
+        self.assertEqual(inserted[0].create_date, created.create_date)
+
