@@ -7,7 +7,7 @@ from datetime import timedelta
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
-from odoo.tools import SQL, split_every
+from odoo.tools import SQL
 from odoo.tools.mail import plaintext2html
 
 from .. import const
@@ -193,7 +193,7 @@ class StratoWhatsappMessage(models.Model):
 
     @api.model
     def _insert_received(self, values_list):
-        """Create received messages (complete values, as ``_inbound_values`` makes them) the way ``create``
+        """Create received messages (complete values with a wamid, as ``_inbound_values`` makes them) as ``create``
         would, without its per-record work: a burst from Meta is thousands of messages, and ``create``
         asks for defaults, fills the cache field by field and recomputes the related account and company
         once per message. Here defaults are asked once, the related columns come from the conversations,
@@ -214,19 +214,22 @@ class StratoWhatsappMessage(models.Model):
             raise ValueError(f"Received messages need values for the computed fields {unexpected}")
         defaults = self.default_get(list(missing))
         fields_ = [self._fields[name] for name in columns]
-        ids = []
-        for chunk in split_every(1000, rows):
-            self.env.cr.execute(SQL(
-                "INSERT INTO %s (%s) VALUES %s RETURNING id",
-                SQL.identifier(self._table), SQL(", ").join(map(SQL.identifier, columns)),
-                SQL(", ").join(tuple(field.convert_to_column_insert(row.get(field.name, defaults.get(field.name)), self, row)
-                                     for field in fields_) for row in chunk)))
-            ids.extend(row_id for row_id, in self.env.cr.fetchall())
-        messages = self.browse(ids)
+        column_values = {field: [row.get(field.name, defaults.get(field.name)) for row in rows] for field in fields_}
+        # One array per column; columns that are empty on every row are left to their NULL.
+        inserted = {}
+        for field, values in column_values.items():
+            converted = [field.convert_to_column_insert(value, self, row) for value, row in zip(values, rows)]
+            if any(value is not None for value in converted):
+                inserted[field] = converted
+        self.env.cr.execute(SQL(
+            "INSERT INTO %s (%s) SELECT * FROM unnest(%s) RETURNING account_id, wamid, id",
+            SQL.identifier(self._table), SQL(", ").join(SQL.identifier(field.name) for field in inserted),
+            SQL(", ").join(SQL(f"%s::{field.column_type[1]}[]", values) for field, values in inserted.items())))
+        id_by_wamid = {(account_id, wamid): message_id for account_id, wamid, message_id in self.env.cr.fetchall()}
+        messages = self.browse([id_by_wamid[row["account_id"], row["wamid"]] for row in rows])
         cache = self.env.cache
-        for field in fields_:
-            cache.update(messages, field, [field.convert_to_cache(row.get(field.name, defaults.get(field.name)), self,
-                                                                  validate=False) for row in rows])
+        for field, values in column_values.items():
+            cache.update(messages, field, [field.convert_to_cache(value, self, validate=False) for value in values])
         for field in self._fields.values():
             if field.type in ("one2many", "many2many"):
                 cache.update(messages, field, [()] * len(messages))
