@@ -66,5 +66,6 @@ class WhatsappWebhookController(http.Controller):
         # Nothing was written so far (authentication and routing only read): ending that transaction lets
         # the event be stored in a fresh one, which the wake-up protocol needs (see _store).
         request.env.cr.commit()
-        request.env["strato.whatsapp.webhook.event"].sudo()._store(Account.browse(account_id), raw_body)
+        if not request.env["strato.whatsapp.webhook.event"].sudo()._store(Account.browse(account_id), raw_body):
+            return _plain(403, "Forbidden")
         return _plain(200, "OK")

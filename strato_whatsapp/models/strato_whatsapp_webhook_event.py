@@ -81,28 +81,34 @@ class StratoWhatsappWebhookEvent(models.Model):
         events: a POST that relied on an earlier wake-up has committed its event by then. A wake-up left
         unconsumed for ``WAKE_STALE_SECONDS`` (its run failed) is made again."""
         cr = self.env.cr
-        if not self._read_committed(cr) and not self._testing():
+        if not self._transaction_idle(cr) and not self._testing():
             # The request's transaction has already read something: its snapshot could predate the
             # latest clearing of the wake-up. A transaction of our own reads the current state.
             with self.env.registry.cursor() as own_cr:
-                self._read_committed(own_cr)
                 return self.with_env(self.env(cr=own_cr))._store_wake_checked(account, raw_body).with_env(self.env)
         return self._store_wake_checked(account, raw_body)
 
     @api.model
     def _store_wake_checked(self, account, raw_body):
         now = fields.Datetime.now()
-        # Two statements: under READ COMMITTED the second one sees every clearing committed before the
-        # lock was granted.
-        self.env.cr.execute("""
+        # Under READ COMMITTED (set here when the transaction starts with this statement), the INSERT sees
+        # every clearing committed before the lock was granted.
+        isolation = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;" if self._transaction_idle(self.env.cr) else ""
+        self.env.cr.execute(isolation + """
             SELECT pg_advisory_xact_lock_shared(%s);
             INSERT INTO strato_whatsapp_webhook_event
                    (account_id, company_id, payload, state, attempt_count, create_uid, write_uid, create_date, write_date)
-            VALUES (%s, %s, %s, 'pending', 0, %s, %s, %s, %s)
+            SELECT account.id, account.company_id, %s, 'pending', 0, %s, %s, %s, %s
+              FROM strato_whatsapp_account AS account
+             WHERE account.id = %s
             RETURNING id, (SELECT requested_at > %s FROM strato_whatsapp_webhook_wakeup WHERE id = 1)
-        """, [WAKE_LOCK_KEY, account.id, account.sudo().company_id.id, raw_body.decode(), self.env.uid, self.env.uid,
-              now, now, now - timedelta(seconds=WAKE_STALE_SECONDS)])
-        event_id, wake_pending = self.env.cr.fetchone()
+        """, [WAKE_LOCK_KEY, raw_body.decode(), self.env.uid, self.env.uid, now, now, account.id,
+              now - timedelta(seconds=WAKE_STALE_SECONDS)])
+        stored = self.env.cr.fetchone()
+        if not stored:
+            _logger.warning("WhatsApp webhook for account %s, deleted meanwhile: nothing stored", account.id)
+            return self.browse()
+        event_id, wake_pending = stored
         if not wake_pending:
             # Of POSTs racing here, the first to update the row wakes the cron; the others see its value.
             self.env.cr.execute("""
@@ -119,10 +125,15 @@ class StratoWhatsappWebhookEvent(models.Model):
         return self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook").sudo()
 
     @api.model
+    def _transaction_idle(self, cr):
+        """Whether ``cr``'s next statement starts a new transaction (whose isolation can still be set)."""
+        connection = getattr(cr, "_cnx", None)
+        return connection is not None and connection.info.transaction_status == TRANSACTION_STATUS_IDLE
+
+    @api.model
     def _read_committed(self, cr):
         """Switch ``cr``'s next transaction to READ COMMITTED; False when it has already started."""
-        connection = getattr(cr, "_cnx", None)
-        if connection is None or connection.info.transaction_status != TRANSACTION_STATUS_IDLE:
+        if not self._transaction_idle(cr):
             return False
         cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
         return True

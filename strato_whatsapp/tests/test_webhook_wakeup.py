@@ -37,6 +37,19 @@ class TestWebhookWakeUp(WhatsappCase):
         self.assertTrue(self.Event._wake_requested())
         self.assertEqual(len(self.Event.search([("state", "=", "pending")])), 3)
 
+    def test_the_stored_event_carries_its_account_and_company(self):
+        event = self.Event._store(self.account, self._body())
+        self.assertRecordValues(event, [{"account_id": self.account.id, "company_id": self.account.company_id.id,
+                                         "state": "pending", "attempt_count": 0}])
+
+    def test_an_account_deleted_meanwhile_stores_nothing(self):
+        gone = self.env["strato.whatsapp.account"].browse(self.account.id + 100000)
+        events_before = self.Event.search_count([])
+        with self.assertLogs("odoo.addons.strato_whatsapp.models.strato_whatsapp_webhook_event", "WARNING"):
+            self.assertFalse(self.Event._store(gone, self._body()))
+        self.assertEqual(self.Event.search_count([]), events_before)
+        self.assertEqual(self._triggers(), 0)
+
     def test_a_run_consumes_the_wake_ups_and_the_next_post_wakes_again(self):
         self.Event._store(self.account, self._body())
         self.Event._cron_process()
