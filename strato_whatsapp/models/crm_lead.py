@@ -136,27 +136,33 @@ class CrmLead(models.Model):
         account_values = self._whatsapp_new_lead_account_values(account)
         # Odoo's "lead created" notice is a full message_post per lead; it is posted with the lead's first
         # message in the chatter pass instead (see strato.whatsapp.message._post_inbound_to_chatter).
-        # The stage crm would look up for each lead is given once, as a default: in the values, crm would
-        # count each new lead in its won/lost statistics.
-        team = self.env["crm.team"].browse(account_values["team_id"])
-        first_stage = self._stage_find(team_id=team.id, domain=[("fold", "=", False)])
-        leads = self.with_context(mail_create_nolog=True, default_stage_id=first_stage.id).create(
+        # The stage is crm's to compute (the team's first). A context default would save its lookup per
+        # lead, but would reach whatever else is created meanwhile, automation rules included.
+        leads = self.with_context(mail_create_nolog=True).create(
             [conversation._whatsapp_new_lead_values(account_values) for conversation in to_create])
         for conversation, lead in zip(to_create, leads):
             conversation.lead_id = lead
         return leads.with_env(self.env)
 
+    def _whatsapp_lang(self):
+        """The language of what crons write for this lead (chatter posts, notes, message texts): there is no
+        user behind them, so it is the salesperson's, else the company's, rather than the cron user's."""
+        self.ensure_one()
+        return self.user_id.lang or self.company_id.partner_id.lang or self.env.company.partner_id.lang or None
+
     def _whatsapp_log_creation(self):
         """The notice Odoo posts when a lead is created (its creation subtype tells the team's followers),
         for a lead created by an inbound message without it."""
         self.ensure_one()
-        subtype = self._creation_subtype()
+        lang = self._whatsapp_lang()
+        lead = self.with_context(lang=lang) if lang and lang != self.env.lang else self
+        subtype = lead._creation_subtype()
         if not subtype:
-            self._message_log(body=self._creation_message())
+            lead._message_log(body=lead._creation_message())
             return
-        self.sudo().message_post(
+        lead.sudo().message_post(
             subtype_id=subtype.id, author_id=self.env.user.partner_id.id,
-            body=Markup('<div summary="o_mail_notification"><p>%s</p></div>') % self._creation_message())
+            body=Markup('<div summary="o_mail_notification"><p>%s</p></div>') % lead._creation_message())
 
     @api.model
     def _whatsapp_open_leads_by_key(self, company, wa_ids):

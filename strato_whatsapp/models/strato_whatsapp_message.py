@@ -7,6 +7,7 @@ from datetime import timedelta
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
+from odoo.addons.base_automation.models.base_automation import CREATE_TRIGGERS
 from odoo.tools import SQL
 from odoo.tools.mail import plaintext2html
 
@@ -174,7 +175,12 @@ class StratoWhatsappMessage(models.Model):
         conversations = self.env["strato.whatsapp.conversation"]._for_senders(account, senders)
         unique_conversations = self.env["strato.whatsapp.conversation"].union(*conversations.values())
         created_leads = self.env["crm.lead"]._whatsapp_assign_leads(account, unique_conversations)
-        values_list = [self._inbound_values(event, conversations[event.wamid]) for event in events]
+        # Texts the values may carry (an order, an unsupported type) are in the lead's language.
+        lang_of = {conversation.id: conversation.lead_id._whatsapp_lang() if conversation.lead_id else None
+                   for conversation in unique_conversations}
+        in_lang = {lang: self.with_context(lang=lang) if lang else self for lang in set(lang_of.values())}
+        values_list = [in_lang[lang_of[conversations[event.wamid].id]]._inbound_values(event, conversations[event.wamid])
+                       for event in events]
         awaiting_notice = set(created_leads.ids)
         for values in values_list:
             if values["chatter_pending"] and values["lead_id"] in awaiting_notice:
@@ -193,14 +199,23 @@ class StratoWhatsappMessage(models.Model):
 
     @api.model
     def _insert_received(self, values_list):
-        """Create received messages (complete values with a wamid, as ``_inbound_values`` makes them) as ``create``
-        would, without its per-record work: a burst from Meta is thousands of messages, and ``create``
-        asks for defaults, fills the cache field by field and recomputes the related account and company
-        once per message. Here defaults are asked once, the related columns come from the conversations,
-        and the ORM is then told what was created, so what depends on messages (the conversations' unread
-        and failed counts, the one2many caches) follows as after ``create``."""
+        """Create received messages (complete values with a wamid, as ``_inbound_values`` makes them) as
+        ``create`` would, without its per-record work: a burst from Meta is thousands of messages, and
+        ``create`` asks for defaults, fills the cache field by field and recomputes the related account
+        and company once per message. Here defaults are asked once, the related columns come from the
+        conversations, and the ORM is then told what was created, so what depends on messages (the
+        conversations' unread and failed counts, the one2many caches) follows as after ``create``.
+
+        Automation rules triggered by the creation of messages hook ``create``: when there are any, the
+        messages go through ``create`` so that the rules run."""
         if not values_list:
             return self.browse()
+        if self.env["base.automation"]._get_actions(self, CREATE_TRIGGERS):
+            return self.create(values_list)
+        unknown = {name for vals in values_list for name in vals
+                   if not (name in self._fields and self._fields[name].store and self._fields[name].column_type)}
+        if unknown:
+            raise ValueError(f"Not columns of received messages: {sorted(unknown)}")
         conversations = self.env["strato.whatsapp.conversation"].browse({vals["conversation_id"] for vals in values_list})
         related = {conversation.id: {"account_id": conversation.account_id.id, "company_id": conversation.company_id.id}
                    for conversation in conversations}
@@ -213,12 +228,15 @@ class StratoWhatsappMessage(models.Model):
         if unexpected:
             raise ValueError(f"Received messages need values for the computed fields {unexpected}")
         defaults = self.default_get(list(missing))
+        rows = [{**{name: defaults[name] for name in missing if name not in row and name in defaults}, **row}
+                for row in rows]
         fields_ = [self._fields[name] for name in columns]
-        column_values = {field: [row.get(field.name, defaults.get(field.name)) for row in rows] for field in fields_}
-        # One array per column; columns that are empty on every row are left to their NULL.
+        # One array per column. A field a row has no value for is NULL, as with create; a column that is
+        # NULL on every row is left out.
         inserted = {}
-        for field, values in column_values.items():
-            converted = [field.convert_to_column_insert(value, self, row) for value, row in zip(values, rows)]
+        for field in fields_:
+            converted = [field.convert_to_column_insert(row[field.name], self, row) if field.name in row else None
+                         for row in rows]
             if any(value is not None for value in converted):
                 inserted[field] = converted
         self.env.cr.execute(SQL(
@@ -228,8 +246,9 @@ class StratoWhatsappMessage(models.Model):
         id_by_wamid = {(account_id, wamid): message_id for account_id, wamid, message_id in self.env.cr.fetchall()}
         messages = self.browse([id_by_wamid[row["account_id"], row["wamid"]] for row in rows])
         cache = self.env.cache
-        for field, values in column_values.items():
-            cache.update(messages, field, [field.convert_to_cache(value, self, validate=False) for value in values])
+        for field in fields_:
+            cache.update(messages, field, [field.convert_to_cache(row.get(field.name), self, validate=False)
+                                           for row in rows])
         for field in self._fields.values():
             if field.type in ("one2many", "many2many"):
                 cache.update(messages, field, [()] * len(messages))
@@ -242,6 +261,7 @@ class StratoWhatsappMessage(models.Model):
                     field._update_inverses(self.browse(message_ids), value or None)
         with self.env.protecting(fields_, messages):
             messages.modified(self._fields, create=True)
+        messages._validate_fields({name for row in rows for name in row})
         messages.check_access("create")
         return messages
 
@@ -362,7 +382,7 @@ class StratoWhatsappMessage(models.Model):
             for message in pending.with_context(mail_notify_force_send=False):
                 try:
                     with self.env.cr.savepoint():
-                        message._post_inbound_to_chatter()
+                        message._in_lead_lang()._post_inbound_to_chatter()
                 except Exception:  # noqa: BLE001 - the message row is safe; only its chatter copy is skipped
                     _logger.exception("WhatsApp message %s could not be posted in the chatter", message.id)
                 posted |= message
@@ -404,11 +424,19 @@ class StratoWhatsappMessage(models.Model):
                 continue
             wa_id = message.conversation_id.wa_id
             number = wa_id and (phone.e164_from_wa_id(wa_id) or "+" + wa_id)
+            env = message._in_lead_lang().env
             if word in opt_out:
-                reason = _("Asked to stop WhatsApp messages by replying “%s”.", message.body.strip())
+                reason = env._("Asked to stop WhatsApp messages by replying “%s”.", message.body.strip())
             else:
-                reason = _("Asked to receive WhatsApp messages again by replying “%s”.", message.body.strip())
+                reason = env._("Asked to receive WhatsApp messages again by replying “%s”.", message.body.strip())
             message.lead_id._whatsapp_set_opt_out(word in opt_out, number, reason)
+
+    def _in_lead_lang(self):
+        """This message in the context language of its lead (see ``crm.lead._whatsapp_lang``), for what a
+        cron writes about it."""
+        self.ensure_one()
+        lang = self.lead_id._whatsapp_lang() if self.lead_id else None
+        return self.with_context(lang=lang) if lang and lang != self.env.lang else self
 
     @api.model
     def _keywords(self, text):
@@ -481,7 +509,7 @@ class StratoWhatsappMessage(models.Model):
             values["wamid"] = event.wamid
         if state == const.STATE_FAILED:
             if self.state in const.FAILED_ALLOWED_FROM or self.state == "unknown":
-                values.update(self._failure_values(event))
+                values.update(self._in_lead_lang()._failure_values(event))
         elif state and STATE_RANK.get(state, -1) > STATE_RANK.get(self.state, 99):
             values["state"] = state
         if state and state != const.STATE_FAILED:
@@ -525,7 +553,8 @@ class StratoWhatsappMessage(models.Model):
     def _log_failure_on_lead(self):
         for message in self.filtered("lead_id"):
             body = Markup("<p>%s</p><p>%s</p>") % (
-                _("A WhatsApp message could not be delivered (error %s):", message.error_code or "?"),
+                message._in_lead_lang().env._("A WhatsApp message could not be delivered (error %s):",
+                                              message.error_code or "?"),
                 message.error_message or "")
             message.lead_id._message_log(body=body)
 
@@ -599,10 +628,14 @@ class StratoWhatsappMessage(models.Model):
         self.write({"media_attempt_count": attempts, "media_state": "too_large" if too_large else "failed",
                     "media_retry_at": False})
         if self.lead_id:
-            reason = (_("The file is larger than %s MB.", max_bytes // (1024 * 1024)) if too_large
-                      else _("WhatsApp did not deliver the file (%s).", error.message))
-            self.lead_id._message_log(body=_("A WhatsApp %(kind)s from the contact could not be downloaded. %(reason)s",
-                                             kind=dict(MESSAGE_TYPES).get(self.message_type), reason=reason))
+            self._in_lead_lang()._log_media_failure(too_large, max_bytes, error)
+
+    def _log_media_failure(self, too_large, max_bytes, error):
+        reason = (_("The file is larger than %s MB.", max_bytes // (1024 * 1024)) if too_large
+                  else _("WhatsApp did not deliver the file (%s).", error.message))
+        kind = dict(self._fields["message_type"]._description_selection(self.env)).get(self.message_type)
+        self.lead_id._message_log(body=_("A WhatsApp %(kind)s from the contact could not be downloaded. %(reason)s",
+                                         kind=kind, reason=reason))
 
     def action_retry_media(self):
         self.check_access("read")

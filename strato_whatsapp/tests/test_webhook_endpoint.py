@@ -1,4 +1,5 @@
 import json
+from unittest.mock import patch
 
 from odoo.tests import tagged
 from odoo.tools import mute_logger
@@ -81,6 +82,15 @@ class TestWebhookEndpoint(WhatsappHttpCase):
         self.assertEqual(self._post(payload).status_code, 403)
         self.assertFalse(self._events())
         self.assertFalse(self.env["strato.whatsapp.message"].search([("account_id", "=", self.account.id)]))
+
+    @mute_logger("odoo.addons.strato_whatsapp.models.strato_whatsapp_webhook_event")
+    def test_an_account_deleted_after_routing_gets_403_and_stores_nothing(self):
+        gone = (self.account.id + 100000, SIM_ACCOUNT["app_secret"])  # routing still knew it
+        Account = type(self.env["strato.whatsapp.account"])
+        with patch.object(Account, "_webhook_candidates", return_value=(gone,)):
+            response = self._post(self._inbound())
+        self.assertEqual(response.status_code, 403)
+        self.assertFalse(self.env["strato.whatsapp.webhook.event"].search([("account_id", "=", gone[0])]))
 
     @mute_logger("odoo.addons.strato_whatsapp.controllers.main")
     def test_odd_input_never_gets_a_5xx(self):

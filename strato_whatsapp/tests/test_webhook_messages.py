@@ -198,37 +198,106 @@ class TestReceivedMessageInsert(WhatsappCase):
     """Received messages are inserted in one statement per batch, not through ``create``: the rows, the
     cache and what depends on messages must be what ``create`` gives."""
 
+    def _values(self, conversation, wamid, **extra):
+        return {"conversation_id": conversation.id, "lead_id": conversation.lead_id.id, "direction": "inbound",
+                "message_type": "text", "state": "received", "message_at": "2026-11-20 10:00:00",
+                "body": "Hola", "reply_to_wamid": False, "chatter_pending": True, "wamid": wamid, **extra}
+
+    def _image(self, conversation, wamid):
+        return self._values(conversation, wamid, message_type="image", body="Mirad la fachada",
+                            reply_to_wamid="wamid.quoted", media_id="media.1", media_mime_type="image/jpeg",
+                            media_filename=False, media_sha256="abc", media_state="pending", is_voice=False)
+
+    def _rows(self, messages):
+        """The rows as stored (NULL stays None), without what differs between any two messages."""
+        self.env.flush_all()
+        self.env.cr.execute("SELECT row_to_json(message) FROM strato_whatsapp_message AS message WHERE id IN %s"
+                            " ORDER BY id", [tuple(messages.ids)])
+        skipped = {"id", "wamid", "create_date", "write_date"}
+        return [{key: value for key, value in row.items() if key not in skipped} for row, in self.env.cr.fetchall()]
+
     def test_inserted_messages_equal_created_ones(self):
         lead = self._lead(name="Ático en Chamberí", phone="+34 600 000 321")
+        other_lead = self._lead(name="Piso en Vallecas", phone="+34 600 000 323")
         conversation = self._conversation(lead, "34600000321")
+        other = self._conversation(other_lead, "34600000323")
         Message = self.env["strato.whatsapp.message"]
-        values = {
-            "conversation_id": conversation.id, "lead_id": lead.id, "direction": "inbound",
-            "message_type": "image", "state": "received", "message_at": "2026-11-20 10:00:00",
-            "body": "Mirad la fachada", "reply_to_wamid": "wamid.quoted", "chatter_pending": True,
-            "media_id": "media.1", "media_mime_type": "image/jpeg", "media_filename": False,
-            "media_sha256": "abc", "media_state": "pending", "is_voice": False,
-            "latitude": 40.4381311, "longitude": -3.6995602,
-        }
         self.assertFalse(conversation.message_ids)  # in cache now: the insert must extend it
+        self.assertFalse(lead.whatsapp_message_ids)
         self.assertEqual(conversation.unread_count, 0)
-        inserted = Message._insert_received([dict(values, wamid="wamid.inserted"), dict(values, wamid="wamid.other")])
-        self.assertEqual(conversation.message_ids, inserted, "the one2many cache follows the insert")
-        self.assertEqual(conversation.unread_count, 2, "stored computations depending on messages follow")
-        created = Message.create(dict(values, wamid="wamid.created"))
+        inserted = Message._insert_received([
+            self._image(conversation, "wamid.in.image"), self._values(conversation, "wamid.in.text"),
+            self._values(other, "wamid.in.other", message_type="location", latitude=40.4381311,
+                         longitude=-3.6995602)])
+        self.assertEqual(conversation.message_ids, inserted[:2], "the one2many caches follow the insert")
+        self.assertEqual(lead.whatsapp_message_ids, inserted[:2])
+        self.assertEqual(other.message_ids, inserted[2])
+        self.assertEqual((conversation.unread_count, other.unread_count), (2, 1),
+                         "stored computations depending on messages follow")
+        created = Message.create([
+            self._image(conversation, "wamid.cr.image"), self._values(conversation, "wamid.cr.text"),
+            self._values(other, "wamid.cr.other", message_type="location", latitude=40.4381311,
+                         longitude=-3.6995602)])
 
+        self.assertEqual(self._rows(inserted), self._rows(created))
         compared = [name for name, field in Message._fields.items()
                     if field.store and name not in ("id", "wamid", "create_date", "write_date")]
-        in_cache = inserted[0].read(compared)[0]
+        in_cache = inserted.read(compared)
         self.env.invalidate_all()
-        from_database = inserted[0].read(compared)[0]
-        expected = created.read(compared)[0]
-        for row in (in_cache, from_database):
-            row.pop("id")
-        expected.pop("id")
-        self.assertEqual(from_database, expected)
-        self.assertEqual(in_cache, expected)
-        self.assertEqual(inserted[0].account_id, self.account)
-        self.assertEqual(inserted[0].company_id, self.account.company_id)
-        self.assertEqual(inserted[0].create_date, created.create_date)
+        self.assertEqual(in_cache, inserted.read(compared), "the cache holds what the database holds")
+        self.assertEqual(inserted.account_id, self.account)
+        self.assertEqual(inserted.company_id, self.account.company_id)
+        self.assertEqual(inserted[0].create_date, created[0].create_date)
 
+    def test_unknown_fields_are_refused_as_create_refuses_them(self):
+        conversation = self._conversation(self._lead(), "34600000322")
+        with self.assertRaises(ValueError):
+            self.env["strato.whatsapp.message"]._insert_received([
+                self._values(conversation, "wamid.x", attachment_ids=[(6, 0, [])])])
+
+    def test_automation_rules_on_received_messages_still_run(self):
+        conversation = self._conversation(self._lead(), "34600000324")
+        self.env["base.automation"].create({
+            "name": "Marcar como leído", "trigger": "on_create",
+            "model_id": self.env["ir.model"]._get_id("strato.whatsapp.message"),
+            "action_server_ids": [(0, 0, {
+                "name": "Leído", "state": "object_write", "update_path": "is_read", "update_boolean_value": "true",
+                "model_id": self.env["ir.model"]._get_id("strato.whatsapp.message")})],
+        })
+        message = self.env["strato.whatsapp.message"]._insert_received([self._values(conversation, "wamid.auto")])
+        self.assertTrue(message.is_read, "the rule ran on the received message")
+
+
+@tagged("post_install", "-at_install")
+class TestCronTextsInTheLeadsLanguage(WhatsappHttpCase):
+    """What the processing cron writes for a lead (chatter posts, notes, texts stored on messages) is in
+    its salesperson's language, else its company's: the cron user's language is nobody's."""
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.env["res.lang"]._activate_lang("es_ES")
+        cls.env["ir.module.module"]._load_module_terms(["strato_whatsapp", "crm"], ["es_ES"], overwrite=True)
+        cls.salesman.lang = "es_ES"
+        cls.lead = cls._lead(name="Chalet en Pozuelo", mobile="+34 600 00 00 70", user_id=cls.salesman.id)
+
+    def test_chatter_post_opt_out_and_failure_note_follow_the_salesperson(self):
+        self.assertNotEqual(self.env.lang, "es_ES", "the cron runs in another language here")
+        message = self._receive(self._inbound(
+            wa_id="34600000070", msg_type="location", latitude=40.43, longitude=-3.80, name="Casa", address="Pozuelo"))
+        self.assertIn("[Ubicación]", message.mail_message_id.body)
+        self._receive(self._inbound(wa_id="34600000070", body="BAJA"))
+        self.assertTrue(any("Pidió dejar de recibir" in (mail.body or "") for mail in self.lead.message_ids))
+        conversation = message.conversation_id
+        sent = self._message(conversation, "Hola", direction="outbound", wamid="wamid.out.lang", state="sent")
+        self._receive(self._status(sent.wamid, "failed", "34600000070", errors=[{"code": 131000}]))
+        self.assertEqual(sent.error_message, "Meta informó de que el mensaje falló, sin indicar el motivo.")
+        self.assertIn("No se pudo entregar un mensaje de WhatsApp", self.lead.message_ids[0].body)
+
+    def test_lead_created_without_salesperson_speaks_the_companys_language(self):
+        self.env.company.partner_id.lang = "es_ES"
+        message = self._receive(self._inbound(wa_id="34600000071", body="Hola"))
+        lead = message.lead_id
+        self.assertFalse(lead.user_id)
+        created = lead.message_ids.filtered(lambda mail: mail.subtype_id == self.env.ref("crm.mt_lead_create"))
+        self.assertIn("Un nuevo lead ha sido creado", created.body)

@@ -107,3 +107,27 @@ class TestWebhookWakeUp(WhatsappCase):
         self.assertEqual(Message.search_count([("chatter_pending", "=", True)]), 2)
         self.assertFalse(Message._post_pending_chatter(max_seconds=10))
         self.assertFalse(Message.search_count([("chatter_pending", "=", True)]))
+
+
+@tagged("post_install", "-at_install")
+class TestWebhookStoreTransaction(WhatsappCase):
+    """The route's own case, which test cursors never are: the request's transaction was just committed,
+    so the storing statement itself switches the new transaction to READ COMMITTED."""
+
+    def test_a_post_in_a_fresh_transaction_stores_under_read_committed(self):
+        body = json.dumps(payloads.inbound_message(
+            SIM_ACCOUNT["phone_number_id"], SIM_ACCOUNT["display_phone_number"], "34600000209", "Marta",
+            body="Hola", waba_id=SIM_ACCOUNT["waba_id"], wamid="wamid.wake.fresh")).encode()
+        with self.registry.cursor() as cr:  # a real connection: its data is rolled back below
+            env = self.env(cr=cr)
+            account = env.ref("strato_whatsapp.demo_account")  # committed, so visible to this transaction
+            cr.commit()
+            event = env["strato.whatsapp.webhook.event"].sudo()._store(account, body)
+            cr.execute("SHOW transaction_isolation")
+            isolation = cr.fetchone()[0]
+            stored = event.read(["account_id", "company_id", "state"])
+            expected = (account.id, account.company_id.id)
+            cr.rollback()
+        self.assertEqual(isolation, "read committed")
+        self.assertEqual((stored[0]["account_id"][0], stored[0]["company_id"][0]), expected)
+        self.assertEqual(stored[0]["state"], "pending")
