@@ -146,7 +146,10 @@ class CrmLead(models.Model):
 
     def _whatsapp_lang(self):
         """The language of what crons write for this lead (chatter posts, notes, message texts): there is no
-        user behind them, so it is the salesperson's, else the company's, rather than the cron user's."""
+        user behind them, so it is the salesperson's, else the company's, rather than the cron user's.
+        None for no lead."""
+        if not self:
+            return None
         self.ensure_one()
         return self.user_id.lang or self.company_id.partner_id.lang or self.env.company.partner_id.lang or None
 

@@ -175,12 +175,14 @@ class StratoWhatsappMessage(models.Model):
         conversations = self.env["strato.whatsapp.conversation"]._for_senders(account, senders)
         unique_conversations = self.env["strato.whatsapp.conversation"].union(*conversations.values())
         created_leads = self.env["crm.lead"]._whatsapp_assign_leads(account, unique_conversations)
-        # Texts the values may carry (an order, an unsupported type) are in the lead's language.
-        lang_of = {conversation.id: conversation.lead_id._whatsapp_lang() if conversation.lead_id else None
-                   for conversation in unique_conversations}
+        # Texts the values may carry (an order, an unsupported type) are in the lead's language; one
+        # environment per language, not per message.
+        lang_of = {conversation.id: conversation.lead_id._whatsapp_lang() for conversation in unique_conversations}
         in_lang = {lang: self.with_context(lang=lang) if lang else self for lang in set(lang_of.values())}
-        values_list = [in_lang[lang_of[conversations[event.wamid].id]]._inbound_values(event, conversations[event.wamid])
-                       for event in events]
+        values_list = []
+        for event in events:
+            conversation = conversations[event.wamid]
+            values_list.append(in_lang[lang_of[conversation.id]]._inbound_values(event, conversation))
         awaiting_notice = set(created_leads.ids)
         for values in values_list:
             if values["chatter_pending"] and values["lead_id"] in awaiting_notice:
@@ -435,7 +437,7 @@ class StratoWhatsappMessage(models.Model):
         """This message in the context language of its lead (see ``crm.lead._whatsapp_lang``), for what a
         cron writes about it."""
         self.ensure_one()
-        lang = self.lead_id._whatsapp_lang() if self.lead_id else None
+        lang = self.lead_id._whatsapp_lang()
         return self.with_context(lang=lang) if lang and lang != self.env.lang else self
 
     @api.model

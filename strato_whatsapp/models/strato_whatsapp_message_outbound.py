@@ -205,8 +205,7 @@ class StratoWhatsappMessageOutbound(models.Model):
             return
         note_ids, bodies = [], []
         # In the language of whoever wrote it (or the salesperson), not the cron's.
-        by_lang = with_note.grouped(lambda message: message.author_id.lang or (
-            message.lead_id and message.lead_id._whatsapp_lang()) or "")
+        by_lang = with_note.grouped(lambda message: message.author_id.lang or message.lead_id._whatsapp_lang() or "")
         for lang, messages in by_lang.items():
             messages = messages.with_context(lang=lang) if lang else messages
             state_labels = dict(self._fields["state"]._description_selection(messages.env))

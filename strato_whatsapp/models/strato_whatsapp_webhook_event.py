@@ -93,8 +93,7 @@ class StratoWhatsappWebhookEvent(models.Model):
         now = fields.Datetime.now()
         # Under READ COMMITTED (set here when the transaction starts with this statement), the INSERT sees
         # every clearing committed before the lock was granted.
-        isolation = "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;" if self._transaction_idle(self.env.cr) else ""
-        self.env.cr.execute(isolation + """
+        self.env.cr.execute(self._read_committed_prefix(self.env.cr) + """
             SELECT pg_advisory_xact_lock_shared(%s);
             INSERT INTO strato_whatsapp_webhook_event
                    (account_id, company_id, payload, state, attempt_count, create_uid, write_uid, create_date, write_date)
@@ -131,12 +130,10 @@ class StratoWhatsappWebhookEvent(models.Model):
         return connection is not None and connection.info.transaction_status == TRANSACTION_STATUS_IDLE
 
     @api.model
-    def _read_committed(self, cr):
-        """Switch ``cr``'s next transaction to READ COMMITTED; False when it has already started."""
-        if not self._transaction_idle(cr):
-            return False
-        cr.execute("SET TRANSACTION ISOLATION LEVEL READ COMMITTED")
-        return True
+    def _read_committed_prefix(self, cr):
+        """SQL to put first in the statement that starts ``cr``'s next transaction, for it to run under
+        READ COMMITTED; empty when the transaction has already started (test cursors)."""
+        return "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;" if self._transaction_idle(cr) else ""
 
     @api.model
     def _testing(self):
@@ -148,8 +145,7 @@ class StratoWhatsappWebhookEvent(models.Model):
         visible to the claims that follow (see ``_store``). The cron's triggers are left to Odoo."""
         cr = self.env.cr
         self._commit_progress()  # a new transaction, which READ COMMITTED can then apply to
-        self._read_committed(cr)
-        cr.execute("""
+        cr.execute(self._read_committed_prefix(cr) + """
             SELECT pg_advisory_xact_lock(%s);
             UPDATE strato_whatsapp_webhook_wakeup SET requested_at = NULL WHERE id = 1 AND requested_at IS NOT NULL;
         """, [WAKE_LOCK_KEY])
