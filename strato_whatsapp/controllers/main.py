@@ -30,6 +30,7 @@ class WhatsappWebhookController(http.Controller):
         """Meta's subscription handshake: echo the challenge when the verify token is one of ours."""
         token = params.get("hub.verify_token") or ""
         challenge = params.get("hub.challenge")
+        # sudo: public handshake route; the verify token is compared in constant time, nothing is returned.
         Account = request.env["strato.whatsapp.account"].sudo()
         if params.get("hub.mode") == "subscribe" and challenge is not None and token:
             if any(hmac.compare_digest(token.encode(), known.encode()) for known in Account._active_verify_tokens()):
@@ -50,12 +51,16 @@ class WhatsappWebhookController(http.Controller):
         except webhook.WebhookPayloadError as error:
             _logger.warning("WhatsApp webhook refused a malformed body: %s", error)
             return _plain(400, str(error))
+        # sudo: public route; only routing data is read before the signature check, which gates any write.
         Account = request.env["strato.whatsapp.account"].sudo()
-        candidates = Account._webhook_candidates(
-            tuple(webhook.phone_number_ids(payload)), tuple(webhook.waba_ids(payload)))
+        # Nothing is authenticated yet: routing looks at the first few distinct ids only, and the log
+        # line says how many and shows a few, so neither grows with what a stranger posts.
+        phone_number_ids, waba_ids = webhook.phone_number_ids(payload), webhook.waba_ids(payload)
+        candidates = Account._webhook_candidates(tuple(phone_number_ids), tuple(waba_ids),
+                                                 limit=webhook.MAX_ROUTING_IDS)
         if not candidates:
-            _logger.warning("WhatsApp webhook for unknown phone number ids %s / WABA %s: nothing stored",
-                            webhook.phone_number_ids(payload), webhook.waba_ids(payload))
+            _logger.warning("WhatsApp webhook for unknown phone number ids %s / WABA ids %s: nothing stored",
+                            webhook.ids_for_log(phone_number_ids), webhook.ids_for_log(waba_ids))
             return _plain(403, "Forbidden")
         signature = request.httprequest.headers.get("X-Hub-Signature-256")
         account_id = next((account_id for account_id, secret in candidates
@@ -66,6 +71,7 @@ class WhatsappWebhookController(http.Controller):
         # Nothing was written so far (authentication and routing only read): ending that transaction lets
         # the event be stored in a fresh one, which the wake-up protocol needs (see _store).
         request.env.cr.commit()
+        # sudo: the body's signature was checked above with the account's app secret.
         if not request.env["strato.whatsapp.webhook.event"].sudo()._store(Account.browse(account_id), raw_body):
             return _plain(403, "Forbidden")
         return _plain(200, "OK")

@@ -1,7 +1,7 @@
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 
 from ..tools import phone
 
@@ -38,8 +38,9 @@ class CrmLead(models.Model):
         help="Technical: the phone as WhatsApp ids are matched against it.")
     whatsapp_opt_out = fields.Boolean(
         "WhatsApp Opt-out", compute="_compute_whatsapp_opt_out", inverse="_inverse_whatsapp_opt_out",
-        search="_search_whatsapp_opt_out",
-        help="The contact asked not to receive messages. Kept in the phone blacklist, which SMS honours too.")
+        search="_search_whatsapp_opt_out", groups="strato_whatsapp.group_whatsapp_user",
+        help="The contact asked not to receive marketing messages. Kept in the phone blacklist, which SMS "
+             "honours too. Any salesperson can record an opt-out; only a WhatsApp administrator can lift one.")
 
     @api.depends("mobile", "phone", "country_id", "company_id")
     def _compute_whatsapp_number(self):
@@ -68,27 +69,46 @@ class CrmLead(models.Model):
     @api.depends("whatsapp_number")
     def _compute_whatsapp_opt_out(self):
         numbers = [number for number in self.mapped("whatsapp_number") if number]
+        if not (self.env.su or self.env.user.has_group("strato_whatsapp.group_whatsapp_user")):
+            # The field is for WhatsApp users (an onchange with any number would otherwise tell anyone
+            # whether it is blacklisted).
+            raise AccessError(_("Only WhatsApp users can see whether a contact opted out."))
+        # sudo: the caller is a WhatsApp user (checked above), who needs to know whether a lead may get
+        # marketing; only a yes/no per number leaves, not the blacklist's records.
         blacklisted = set(self.env["phone.blacklist"].sudo().search([("number", "in", numbers)]).mapped("number"))
         for lead in self:
             lead.whatsapp_opt_out = bool(lead.whatsapp_number) and lead.whatsapp_number in blacklisted
 
     def _inverse_whatsapp_opt_out(self):
-        # The blacklist is shared with SMS and only writable by its managers: updated as superuser on
-        # behalf of a user who may edit the lead.
+        # The blacklist is shared with SMS and only writable by system administrators. Recording a
+        # contact's wish to stop is any salesperson's duty; lifting it re-subscribes the number to every
+        # channel, so only a WhatsApp administrator (or a system administrator) may.
+        self.check_access("write")
+        lifting = self.filtered(lambda lead: not lead.whatsapp_opt_out and lead.whatsapp_number)
+        if lifting and not (self.env.is_system() or self.env.user.has_group("strato_whatsapp.group_whatsapp_admin")):
+            raise AccessError(_("Only a WhatsApp administrator can lift an opt-out: the contact asked not to be "
+                                "written to."))
+        # sudo: the caller may write to these leads, and may lift opt-outs (both checked above).
         blacklist = self.env["phone.blacklist"].sudo()
         for lead in self:
             if lead.whatsapp_opt_out and not lead.whatsapp_number:
                 raise UserError(_("%s has no valid WhatsApp number to opt out.", lead.display_name))
             if not lead.whatsapp_number:
                 continue
+            who = self.env.user.name
             if lead.whatsapp_opt_out:
-                blacklist._add([lead.whatsapp_number], message=_("Opted out of WhatsApp on lead %s", lead.display_name))
+                blacklist._add([lead.whatsapp_number], message=_(
+                    "Opted out of WhatsApp on lead %(lead)s by %(user)s", lead=lead.display_name, user=who))
+                lead._message_log(body=_("WhatsApp opt-out recorded by %s.", who))
             else:
-                blacklist._remove([lead.whatsapp_number], message=_("Opted back in to WhatsApp on lead %s", lead.display_name))
+                blacklist._remove([lead.whatsapp_number], message=_(
+                    "Opted back in to WhatsApp on lead %(lead)s by %(user)s", lead=lead.display_name, user=who))
+                lead._message_log(body=_("WhatsApp opt-out lifted by %s.", who))
 
     def _search_whatsapp_opt_out(self, operator, value):
         if operator not in ("=", "!="):
             raise UserError(_("Unsupported search on WhatsApp opt-out: %s", operator))
+        # sudo: a subquery for the search only: what comes back is the caller's own leads (their rules apply).
         blacklisted = self.env["phone.blacklist"].sudo()._search([])
         numbers_query = blacklisted.subselect("number")
         if (operator == "=") == bool(value):
@@ -97,10 +117,23 @@ class CrmLead(models.Model):
 
     def action_open_whatsapp_messages(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id("strato_whatsapp.strato_whatsapp_message_action")
         action["domain"] = [("lead_id", "=", self.id)]
         action["context"] = {"default_lead_id": self.id, "search_default_group_by_conversation": 0}
         return action
+
+    def _merge_dependences(self, opportunities):
+        """A merge carries the WhatsApp conversations and messages to the surviving lead, like its chatter
+        (otherwise they would lose their lead, and with it whom they are shown to)."""
+        result = super()._merge_dependences(opportunities)
+        # sudo: crm's merge checked the caller's rights on every merged lead; these records follow them.
+        self.env["strato.whatsapp.conversation"].sudo().search([("lead_id", "in", opportunities.ids)]).write(
+            {"lead_id": self.id})
+        # sudo: as the conversations above: crm's merge checked the caller's rights on the merged leads.
+        self.env["strato.whatsapp.message"].sudo().search([("lead_id", "in", opportunities.ids)]).write(
+            {"lead_id": self.id})
+        return result
 
     # ------------------------------------------------------------------
     # Inbound: which lead a WhatsApp sender belongs to
@@ -163,6 +196,7 @@ class CrmLead(models.Model):
         if not subtype:
             lead._message_log(body=lead._creation_message())
             return
+        # sudo: run by the inbound cron for a lead it just created; the post is crm's own creation notice.
         lead.sudo().message_post(
             subtype_id=subtype.id, author_id=self.env.user.partner_id.id,
             body=Markup('<div summary="o_mail_notification"><p>%s</p></div>') % lead._creation_message())
@@ -200,12 +234,15 @@ class CrmLead(models.Model):
 
     @api.model
     def _whatsapp_default_type(self):
+        # sudo: reads a setting (whether leads are in use), nothing else.
         uses_leads = self.env.ref("crm.group_use_lead") in self.env.ref("base.group_user").sudo().implied_ids
         return "lead" if uses_leads else "opportunity"
 
     def _whatsapp_set_opt_out(self, opted_out, number, reason):
         """Record an opt-out (or opt-in) asked for on WhatsApp, for ``number`` and the leads' numbers."""
         numbers = {number, *self.mapped("whatsapp_number")} - {False, None}
+        # sudo: called by the inbound cron (the contact's own STOP/START) and the send queue (Meta's opt-out
+        # answer), never from a user's request.
         blacklist = self.env["phone.blacklist"].sudo()
         if opted_out:
             blacklist._add(list(numbers), message=reason)

@@ -18,6 +18,7 @@ class CrmLeadChat(models.Model):
     def whatsapp_chat_load(self, limit=CHAT_PAGE_SIZE):
         """The latest messages of this lead and what its reply box allows."""
         self.ensure_one()
+        self.check_access("read")
         page = self._whatsapp_chat_page([], limit)
         page["composer"] = self._whatsapp_chat_composer()
         page["unread"] = self._whatsapp_chat_unread_count()
@@ -26,7 +27,12 @@ class CrmLeadChat(models.Model):
     def whatsapp_chat_older(self, before_id, limit=CHAT_PAGE_SIZE):
         """The page of messages before message ``before_id`` (scrolling back in the history)."""
         self.ensure_one()
-        before = self.env["strato.whatsapp.message"].browse(before_id)
+        self.check_access("read")
+        # Looked up among this lead's messages that the user can read: a message that does not exist and
+        # one that is not theirs give the same empty page.
+        before = self.env["strato.whatsapp.message"].search(self._whatsapp_chat_domain() + [("id", "=", before_id)])
+        if not before:
+            return {"messages": [], "has_more": False}
         domain = ["|", ("message_at", "<", before.message_at),
                   "&", ("message_at", "=", before.message_at), ("id", "<", before.id)]
         return self._whatsapp_chat_page(domain, limit)
@@ -34,6 +40,7 @@ class CrmLeadChat(models.Model):
     def whatsapp_chat_fetch(self, message_ids):
         """These messages as they are now (after a live notification), with the reply box."""
         self.ensure_one()
+        self.check_access("read")
         messages = self.env["strato.whatsapp.message"].search(self._whatsapp_chat_domain() + [("id", "in", message_ids)])
         return {"messages": messages._chat_values(), "composer": self._whatsapp_chat_composer(),
                 "unread": self._whatsapp_chat_unread_count()}
@@ -44,6 +51,7 @@ class CrmLeadChat(models.Model):
         A message WhatsApp would refuse (window closed, no number...) raises a ``UserError`` saying why.
         """
         self.ensure_one()
+        self.check_access("write")
         body = (body or "").strip()
         Message = self.env["strato.whatsapp.message"]
         if template_id:
@@ -59,6 +67,7 @@ class CrmLeadChat(models.Model):
     def whatsapp_chat_mark_read(self):
         """The agent opened the chat: its received messages are read (and Meta told, if enabled)."""
         self.ensure_one()
+        self.check_access("read")
         unread = self.env["strato.whatsapp.message"].search(self._whatsapp_chat_unread_domain())
         return len(unread._mark_read_by_agent())
 
@@ -116,6 +125,11 @@ class CrmLeadChat(models.Model):
     def _whatsapp_chat_composer(self):
         """What the reply box offers, and why free text is not allowed when it is not."""
         conversation, account = self._whatsapp_chat_conversation()
+        refusal = account and self.has_access("write") and \
+            self.env["strato.whatsapp.conversation"]._plan_for_leads(self, account)[self].refusal
+        if refusal:
+            return {"account": account.display_name, "reachable": False, "window_open": False,
+                    "window_expires_at": False, "opted_out": False, "notice": refusal, "templates": []}
         reachable = bool(conversation) or self.whatsapp_number_state == "valid"
         window_open = bool(conversation.window_open)
         return {

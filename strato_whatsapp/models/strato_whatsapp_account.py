@@ -1,8 +1,8 @@
 import logging
 import os
-import re
 import secrets
 from datetime import timedelta
+from urllib.parse import urlsplit
 
 from odoo import _, api, fields, models, tools
 from odoo.exceptions import UserError, ValidationError
@@ -25,6 +25,18 @@ ENVIRONMENT_FIELDS = {
     "WHATSAPP_GRAPH_API_URL": "graph_api_url",
     "WHATSAPP_GRAPH_API_VERSION": "graph_api_version",
 }
+
+# Where an account's API calls may go without a system administrator: Meta's Graph API and the official
+# endpoints of the providers agencies buy from. The access token travels with every call, so any other
+# host (a proxy of the agency's, the local simulator on loopback) is a system administrator's decision:
+# otherwise a WhatsApp administrator could send the token to, and read answers from, internal addresses.
+TRUSTED_API_HOSTS = frozenset({
+    "graph.facebook.com",
+    "waba-v2.360dialog.io", "waba.360dialog.io", "hub.360dialog.io",
+    "api.twilio.com", "content.twilio.com",
+    "api.wazzapi.com",
+})
+
 
 def _new_verify_token():
     return secrets.token_urlsafe(24)
@@ -105,18 +117,23 @@ class StratoWhatsappAccount(models.Model):
     failed_event_count_24h = fields.Integer("Webhooks Failed (24 h)", compute="_compute_health")
 
     _sql_constraints = [
-        ("phone_number_id_company_uniq", "unique(company_id, phone_number_id)",
-         "This phone number id is already configured for this company."),
+        # Phone number ids are global at Meta, and webhooks are routed by them: the same id in two
+        # companies would hand one company's customers' messages to the other.
+        ("phone_number_id_uniq", "unique(phone_number_id)",
+         "This phone number id is already configured (perhaps in another company): a WhatsApp number "
+         "can be connected once."),
     ]
 
     @api.depends_context("company")
     def _compute_webhook_url(self):
+        # sudo: reads the server's public address, a system parameter users cannot read.
         base_url = self.env["ir.config_parameter"].sudo().get_param("web.base.url", "")
         for account in self:
             account.webhook_url = base_url.rstrip("/") + WEBHOOK_ROUTE
 
     @api.depends("app_secret")
     def _compute_webhook_accepts_posts(self):
+        # sudo: only whether a secret is set leaves this method, not the secret.
         secrets_by_id = {account.id: account.app_secret for account in self.sudo()}
         for account in self:
             account.webhook_accepts_posts = bool(secrets_by_id.get(account.id))
@@ -130,11 +147,14 @@ class StratoWhatsappAccount(models.Model):
     def _compute_health(self):
         since = fields.Datetime.now() - timedelta(hours=24)
         # Webhook events are administrators' records: read as superuser for these counts only.
+        # sudo: webhook events are administrators' records; only counts for accounts the caller can read leave
+        # here.
         events = self.env["strato.whatsapp.webhook.event"].sudo()
         last_webhooks = dict(events._read_group([("account_id", "in", self.ids)], ["account_id"], ["create_date:max"]))
         failed_events = dict(events._read_group(
             [("account_id", "in", self.ids), ("state", "=", "failed"), ("create_date", ">=", since)],
             ["account_id"], ["__count"]))
+        # sudo: counts only, for accounts the caller can read; the messages may be on others' leads.
         failed_messages = dict(self.env["strato.whatsapp.message"].sudo()._read_group(
             [("account_id", "in", self.ids), ("state", "=", "failed"), ("failed_at", ">=", since)],
             ["account_id"], ["__count"]))
@@ -160,6 +180,16 @@ class StratoWhatsappAccount(models.Model):
                     "Graph API %(version)s is expired or about to expire at Meta; use %(default)s.",
                     version=account.graph_api_version, default=const.DEFAULT_GRAPH_API_VERSION))
 
+    @api.constrains("phone_number_id", "business_account_id", "app_id")
+    def _check_meta_ids(self):
+        # These ids become parts of the API's paths: anything but digits (a "/", a "#", "..") would send
+        # the account's token to another path of the host.
+        for account in self:
+            for fname in ("phone_number_id", "business_account_id", "app_id"):
+                if account[fname] and not account[fname].isdigit():
+                    raise ValidationError(_("The %s is a number, as Meta shows it (digits only).",
+                                            self._fields[fname].string))
+
     @api.constrains("messages_per_second")
     def _check_messages_per_second(self):
         if any(not 1 <= account.messages_per_second <= 1000 for account in self):
@@ -168,29 +198,49 @@ class StratoWhatsappAccount(models.Model):
     @api.constrains("graph_api_url")
     def _check_graph_api_url(self):
         for account in self:
-            if not re.match(r"^https?://[^\s/]+", account.graph_api_url or ""):
-                raise ValidationError(_("The Graph API URL must start with https:// (or http:// for a local simulator)."))
+            self._check_api_url(account.graph_api_url)
+
+    @api.model
+    def _check_api_url(self, url):
+        """The API base is a scheme, a host and a port, nothing else (a path, a query or a ``#`` would
+        change where the calls go); a host other than Meta's or a provider's needs a system administrator."""
+        try:
+            parts = urlsplit(url or "")
+            port = parts.port
+        except ValueError:
+            parts, port = None, None
+        if not parts or parts.scheme not in ("https", "http") or not parts.hostname \
+                or parts.username is not None or parts.password is not None \
+                or parts.path not in ("", "/") or parts.query or parts.fragment or "#" in url or "?" in url:
+            raise ValidationError(_("The Graph API URL is an address such as https://graph.facebook.com: "
+                                    "https://, a host name and, if needed, a port; nothing after it."))
+        trusted = parts.hostname.lower() in TRUSTED_API_HOSTS and parts.scheme == "https" and port in (None, 443)
+        if not trusted and not self.env.is_system():
+            raise ValidationError(_("Only a system administrator can point a WhatsApp account at %s: the "
+                                    "account's access token is sent there. Use Meta's address "
+                                    "(https://graph.facebook.com) or your provider's.", parts.hostname))
 
     @api.model
     @tools.ormcache()
     def _active_verify_tokens(self):
+        # sudo: webhook handshake (public route): tokens are compared, never returned to the caller.
         return tuple(token for token in self.sudo().search([]).mapped("verify_token") if token)
 
     @api.model
-    def _webhook_candidates(self, phone_number_ids, waba_ids):
+    def _webhook_candidates(self, phone_number_ids, waba_ids, limit=64):
         """((account id, app secret), ...) of the active accounts a webhook body may be for.
 
         Messages and statuses name their phone number; template events only their WABA. Only accounts
         with an app secret can be candidates: without it no signature can be checked. The ids come from
-        an unauthenticated body, so they are only looked up in the cached routing map, never in SQL.
+        an unauthenticated body, so they are only looked up in the cached routing map, never in SQL, and
+        only the first ``limit`` of them (a real body names one number); de-duplicated in linear time.
         """
         by_phone_number, by_waba = self._webhook_routing()
         table, keys = (by_phone_number, phone_number_ids) if phone_number_ids else (by_waba, waba_ids)
-        found = []
-        for key in keys:
+        found = {}
+        for key in keys[:limit]:
             for candidate in table.get(key, ()):
-                if candidate not in found:
-                    found.append(candidate)
+                found[candidate] = None
         return tuple(found)
 
     @api.model
@@ -199,6 +249,7 @@ class StratoWhatsappAccount(models.Model):
         """({phone number id: candidates}, {WABA id: candidates}); cached, as this runs on every webhook
         POST and accounts change rarely (any account write clears it)."""
         by_phone_number, by_waba = {}, {}
+        # sudo: webhook routing (public route): the secrets only check signatures and never leave the server.
         for account in self.sudo().search([("app_secret", "!=", False)]):
             candidate = (account.id, account.app_secret)
             by_phone_number.setdefault(account.phone_number_id, []).append(candidate)
@@ -237,7 +288,7 @@ class StratoWhatsappAccount(models.Model):
             except ValueError:
                 pass  # left as typed: the constraint explains what is expected
         if isinstance(vals.get("graph_api_url"), str):
-            vals["graph_api_url"] = vals["graph_api_url"].strip().rstrip("/")
+            vals["graph_api_url"] = vals["graph_api_url"].strip().rstrip("/").lower()
 
     def unlink(self):
         self.env.registry.clear_cache()
@@ -246,6 +297,7 @@ class StratoWhatsappAccount(models.Model):
     def _graph_client(self):
         """The Graph API client for this account (credentials read as superuser: no user ever sees them)."""
         self.ensure_one()
+        # sudo: the credentials go to the API client only; the callers checked the right to send or to manage.
         account = self.sudo()
         if not account.access_token:
             raise UserError(_("The WhatsApp account %s has no access token yet.", account.name))
@@ -254,15 +306,22 @@ class StratoWhatsappAccount(models.Model):
             api_url=account.graph_api_url, api_version=account.graph_api_version,
             waba_id=account.business_account_id or None, app_id=account.app_id or None)
 
+    def _check_manage(self):
+        """Administrators' buttons: the caller may change this account (WhatsApp administrator of its
+        company). Checked before anything else, as the buttons then work as superuser and call Meta."""
+        self.check_access("write")
+
     def action_test_connection(self):
         """Ask Meta for the phone number's details and tell the user, in plain words, what happened."""
         self.ensure_one()
+        self._check_manage()
         try:
             info = self._graph_client().get_phone_number_info()
         except graph_api.GraphApiError as error:
             if isinstance(error, graph_api.AuthError):
-                self.sudo().token_invalid = True
+                self.sudo().token_invalid = True  # sudo: _check_manage passed; the flag is read-only in the form
             return self._notification(_("Connection failed"), self._explain_error(error), "danger")
+        # sudo: _check_manage passed; these fields are read-only in the form, Meta's answer fills them.
         self.sudo().write({
             "display_phone_number": info.get("display_phone_number"),
             "verified_name": info.get("verified_name"),
@@ -272,7 +331,9 @@ class StratoWhatsappAccount(models.Model):
         message = _("Connected to %(name)s (%(number)s), quality rating %(quality)s.",
                     name=info.get("verified_name") or "?", number=info.get("display_phone_number") or "?",
                     quality=info.get("quality_rating") or "?")
-        return self._notification(_("Connection works"), message, "success")
+        action = self._notification(_("Connection works"), message, "success")
+        action["params"]["next"] = {"type": "ir.actions.client", "tag": "soft_reload"}
+        return action
 
     @api.model
     def _explain_error(self, error):
@@ -282,9 +343,15 @@ class StratoWhatsappAccount(models.Model):
         if isinstance(error, graph_api.GraphPermissionError):
             return _("The token has no permission on this phone number. Check the System User's assets "
                      "and its whatsapp_business_messaging permission.")
+        # Only the error's own message and code: never the body of an answer (which, from a host that is
+        # not Meta's, could be anything the host serves).
+        # Meta's own error objects carry a code, and their details say what to fix.
+        summary = error.message
+        if error.code is not None:
+            summary += (f": {error.details}" if error.details and error.details not in summary else "") + f" ({error.code})"
         if isinstance(error, graph_api.RetryableError):
-            return _("Meta could not be reached or is busy (%s). Try again in a minute.", error)
-        return _("Meta answered with an error: %s", error)
+            return _("Meta could not be reached or is busy (%s). Try again in a minute.", summary)
+        return _("Meta answered with an error: %s", summary)
 
     @api.model
     def _notification(self, title, message, kind):
@@ -301,6 +368,7 @@ class StratoWhatsappAccount(models.Model):
 
     def _can_send(self):
         self.ensure_one()
+        # sudo: the token is only tested for presence.
         account = self.sudo()
         return bool(account.access_token) and not account.token_invalid and not account.sending_stopped_reason
 
@@ -316,8 +384,10 @@ class StratoWhatsappAccount(models.Model):
         self._notify_sending_blocked(error)
 
     def action_resume_sending(self):
-        self.sudo().write({"sending_stopped_reason": False})
-        self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
+        self._check_manage()
+        self.sudo().write({"sending_stopped_reason": False})  # sudo: _check_manage passed; read-only field
+        # sudo: the send cron is the addon's own; waking it sends nothing the queue would not send anyway.
+        self.env.ref("strato_whatsapp.ir_cron_whatsapp_send").sudo()._trigger()
 
     def _notify_sending_blocked(self, error):
         """Meta refuses this account: tell its administrators once, in plain words, on the account."""
@@ -332,10 +402,12 @@ class StratoWhatsappAccount(models.Model):
                                    summary=_("WhatsApp sending stopped"), note=explanation)
 
     def action_regenerate_verify_token(self):
-        self.sudo().write({"verify_token": _new_verify_token()})
+        self._check_manage()
+        self.write({"verify_token": _new_verify_token()})
 
     def action_open_conversations(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id(
             "strato_whatsapp.strato_whatsapp_conversation_action")
         action["domain"] = [("account_id", "=", self.id)]
@@ -344,10 +416,13 @@ class StratoWhatsappAccount(models.Model):
     def action_sync_templates(self):
         """Bring this number's templates in line with Meta (the template model does the work)."""
         self.ensure_one()
+        self._check_manage()
+        self.env["strato.whatsapp.template"].check_access("write")
         return self.env["strato.whatsapp.template"]._action_sync_account(self)
 
     def action_open_failed_messages(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id("strato_whatsapp.strato_whatsapp_message_action")
         action["domain"] = [("account_id", "=", self.id), ("state", "=", "failed"),
                             ("failed_at", ">=", fields.Datetime.now() - timedelta(hours=24))]
@@ -356,12 +431,14 @@ class StratoWhatsappAccount(models.Model):
 
     def action_open_failed_events(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id("strato_whatsapp.strato_whatsapp_webhook_event_action")
         action["domain"] = [("account_id", "=", self.id), ("state", "=", "failed")]
         return action
 
     def action_open_templates(self):
         self.ensure_one()
+        self.check_access("read")
         action = self.env["ir.actions.act_window"]._for_xml_id("strato_whatsapp.strato_whatsapp_template_action")
         action["domain"] = [("account_id", "=", self.id)]
         action["context"] = {"default_account_id": self.id}
@@ -375,13 +452,18 @@ class StratoWhatsappAccount(models.Model):
         working, and the values they set win over edits made in the form.
         """
         environ = os.environ if environ is None else environ
+        # sudo: reads a system parameter at server start.
+        if self.env["ir.config_parameter"].sudo().get_param("database.is_neutralized"):
+            # A neutralized copy (staging) started with production's variables must not get production's
+            # token back: it would send real messages to real customers.
+            _logger.info("WhatsApp environment variables ignored: this database is neutralized")
+            return self.browse()
         vals = {fname: environ[var].strip() for var, fname in ENVIRONMENT_FIELDS.items() if environ.get(var, "").strip()}
         if not (vals.get("phone_number_id") and vals.get("access_token")):
             return self.browse()
+        # sudo: run at server start from the server's own environment, not from a user's request.
         accounts = self.sudo().with_context(active_test=False)
-        account = accounts.search([
-            ("phone_number_id", "=", vals["phone_number_id"]),
-            ("company_id", "=", self.env.company.id)], limit=1)
+        account = accounts.search([("phone_number_id", "=", vals["phone_number_id"])], limit=1)
         if account:
             changed = {fname: value for fname, value in vals.items() if account[fname] != value}
             if changed:

@@ -1,4 +1,5 @@
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from odoo import _, api, fields, models
 
@@ -6,6 +7,19 @@ from ..tools import phone
 
 # Meta's customer service window: free-form messages are allowed for 24 h after the user's last message.
 SERVICE_WINDOW = timedelta(hours=24)
+
+
+# A spreadsheet takes a cell starting with one of these as a formula: a WhatsApp profile name such as
+# "=HYPERLINK(...)" would become one in every export of the leads it names.
+FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _inert_name(name):
+    """``name`` (chosen by the contact in WhatsApp) without the leading characters that make a formula."""
+    name = (name or "").strip()
+    while name.startswith(FORMULA_PREFIXES):
+        name = name[1:].lstrip()
+    return name
 
 
 class StratoWhatsappConversation(models.Model):
@@ -60,7 +74,9 @@ class StratoWhatsappConversation(models.Model):
     def _compute_window(self):
         now = fields.Datetime.now()
         for conversation in self:
-            expires = conversation.last_inbound_at and conversation.last_inbound_at + SERVICE_WINDOW
+            # Clamped: a date Python cannot move 24 h forward (year 9999) must not break the inbox.
+            last = conversation.last_inbound_at and min(conversation.last_inbound_at, datetime.max - SERVICE_WINDOW)
+            expires = last and last + SERVICE_WINDOW
             conversation.window_expires_at = expires
             conversation.window_open = bool(expires and expires > now)
 
@@ -83,12 +99,16 @@ class StratoWhatsappConversation(models.Model):
 
     def action_mark_read(self):
         """Mark the inbound messages of these conversations as read by the agent."""
+        self.check_access("read")
         unread = self.env["strato.whatsapp.message"].search([
             ("conversation_id", "in", self.ids), ("direction", "=", "inbound"), ("is_read", "=", False)])
-        unread.sudo().write({"is_read": True})  # users read messages; only this flag is theirs to set
+        # sudo: the caller can read these conversations (checked above) and the messages were searched with
+        # their rights; users do not write messages, and this flag is the one thing reading changes.
+        unread.sudo().write({"is_read": True})
 
     def action_open_lead(self):
         self.ensure_one()
+        self.check_access("read")
         return {
             "type": "ir.actions.act_window",
             "res_model": "crm.lead",
@@ -173,10 +193,11 @@ class StratoWhatsappConversation(models.Model):
         e164 = phone.e164_from_wa_id(self.wa_id) if self.wa_id else False
         number = e164 or (self.wa_id and "+" + self.wa_id)
         previous = self.lead_id
+        profile_name = _inert_name(self.profile_name)
         return {
             **account_values,
-            "name": self.profile_name or (number and phone.format_international(number)) or self.bsuid,
-            "contact_name": self.profile_name or previous.contact_name,
+            "name": profile_name or (number and phone.format_international(number)) or self.bsuid,
+            "contact_name": profile_name or previous.contact_name,
             "partner_id": previous.partner_id.id or self.partner_id.id,
             "phone": number and phone.format_international(number),
         }
@@ -186,13 +207,20 @@ class StratoWhatsappConversation(models.Model):
     # ------------------------------------------------------------------
     @api.model
     def _for_leads(self, leads, account=None):
-        """{lead: conversation} for the leads that can be written to.
+        """{lead: conversation} for the leads that can be written to, linked and created as needed
+        (``_plan_for_leads`` then ``_link_planned``); leads that cannot be are left out."""
+        links = self._plan_for_leads(leads, account)
+        return self._link_planned({lead: link for lead, link in links.items() if not link.refusal})
+
+    @api.model
+    def _plan_for_leads(self, leads, account=None):
+        """{lead: ConversationLink}: where a message to each lead would go, and why it cannot when it
+        cannot. Nothing is written, so a message that is then not sent leaves no trace.
 
         Without ``account``, each lead is written from the number its latest conversation uses (the one
         the contact knows), else from its company's default account. A lead is reachable through its
         valid WhatsApp number, or through a conversation it already has (a contact known only by
-        username). Conversations are created as needed; one that belonged to another lead with the same
-        number follows the lead now being written from.
+        username). Leads without any account are left out.
         """
         by_account = {}
         for lead in leads:
@@ -202,7 +230,7 @@ class StratoWhatsappConversation(models.Model):
                 by_account[lead_account] = by_account.get(lead_account, self.env["crm.lead"]) | lead
         result = {}
         for lead_account, account_leads in by_account.items():
-            result.update(self._for_leads_on(account_leads, lead_account))
+            result.update(self._plan_on(account_leads, lead_account))
         return result
 
     @api.model
@@ -212,30 +240,105 @@ class StratoWhatsappConversation(models.Model):
         return latest.account_id
 
     @api.model
-    def _for_leads_on(self, leads, account):
-        # The number's conversation may belong to a colleague's lead the user cannot read; it is found and
-        # moved as superuser, since the user may write to ``leads`` (checked below) and the contact is theirs.
+    def _plan_on(self, leads, account):
         leads.check_access("write")
-        wa_ids = {lead: phone.wa_id_from_e164(lead.whatsapp_number) for lead in leads if lead.whatsapp_number}
+        account.check_access("read")  # the caller's companies (record rule), whatever id they passed
+        # sudo: the caller may write to ``leads`` (checked above); the number's conversation may be on a
+        # lead they cannot read, and must be found to be refused (below), never shown or moved.
         existing = self.sudo().search([("account_id", "=", account.id), "|",
-                                       ("wa_id", "in", list(wa_ids.values())), ("lead_id", "in", leads.ids)])
+                                       ("wa_id", "in", [wa_id for wa_id in map(self._lead_wa_id, leads) if wa_id]),
+                                       ("lead_id", "in", leads.ids)])
         by_wa_id = {conversation.wa_id: conversation for conversation in existing if conversation.wa_id}
         by_lead = {conversation.lead_id: conversation for conversation in existing}
-        result, to_create = {}, {}
+        plan = {}
         for lead in leads:
-            wa_id = wa_ids.get(lead)
-            conversation = by_wa_id.get(wa_id) if wa_id else by_lead.get(lead)
+            wa_id = self._lead_wa_id(lead)
+            # sudo: an empty recordset, so that a found (sudo) and a missing conversation behave alike.
+            conversation = (by_wa_id.get(wa_id) if wa_id else by_lead.get(lead)) or self.sudo()
+            refusal = self._company_refusal(lead, account) or (conversation and self._owner_refusal(conversation, lead))
+            plan[lead] = ConversationLink(account, wa_id or conversation.wa_id, conversation, refusal or None)
+        return plan
+
+    @api.model
+    def _lead_wa_id(self, lead):
+        return phone.wa_id_from_e164(lead.whatsapp_number) if lead.whatsapp_number else None
+
+    @api.model
+    def _company_refusal(self, lead, account):
+        """A number of one company never writes to another company's lead: its customer's answers would
+        land in that other company's chatter."""
+        if lead.company_id and lead.company_id != account.company_id:
+            return _("%(lead)s belongs to %(company)s, and the WhatsApp number %(account)s to another company.",
+                     lead=lead.display_name, company=lead.company_id.name, account=account.display_name)
+        return None
+
+    @api.model
+    def _owner_refusal(self, conversation, lead):
+        """Why ``lead`` may not take the number's conversation from the lead it is on, or None.
+
+        A conversation stays with its lead while that lead is open (the contact's answers go there): only
+        someone who may write to that lead too (its salesperson, a manager) can move it. Once that lead
+        is won, lost or deleted, the conversation follows the lead written from; the messages keep their
+        own lead, so the earlier history is not shown to the new lead's salesperson.
+        """
+        owner = conversation.lead_id
+        if not owner or owner == lead or not owner._whatsapp_is_open():
+            return None
+        if owner.with_env(self.env).has_access("write"):
+            return None
+        return _("%(number)s is already in a WhatsApp conversation on the lead “%(lead)s” of %(user)s. Write from "
+                 "that lead, or ask %(user)s or a sales manager to merge the two leads.",
+                 number=phone.format_international("+" + conversation.wa_id) if conversation.wa_id else lead.display_name,
+                 lead=owner.name, user=owner.user_id.name or _("another salesperson"))
+
+    @api.model
+    def _link_planned(self, links):
+        """Make the planned links real for ``links`` ({lead: ConversationLink} without refusal): create the
+        missing conversations, move those whose lead gave them up. Returns {lead: conversation}."""
+        result, to_create = {}, {}
+        for lead, link in links.items():
+            conversation = link.conversation
             if conversation:
                 if conversation.lead_id != lead:
-                    conversation.write({"lead_id": lead.id, "partner_id": lead.partner_id.id})
+                    # sudo: the move was allowed by _owner_refusal for a lead the caller may write to.
+                    conversation.sudo().write({"lead_id": lead.id, "partner_id": lead.partner_id.id})
                 result[lead] = conversation
-            elif wa_id:
-                to_create.setdefault(wa_id, lead)  # selected leads sharing a number share one conversation
+            elif link.wa_id:
+                # Selected leads sharing a number share one conversation.
+                to_create.setdefault((link.account, link.wa_id), lead)
+        # sudo: users read conversations but create them only through this flow, for leads they may write to.
         created = self.sudo().create([
             {"account_id": account.id, "wa_id": wa_id, "lead_id": lead.id, "partner_id": lead.partner_id.id,
-             "profile_name": lead.contact_name} for wa_id, lead in to_create.items()])
-        by_new_wa_id = {conversation.wa_id: conversation for conversation in created}
-        for lead in leads:
-            if lead not in result and wa_ids.get(lead) in by_new_wa_id:
-                result[lead] = by_new_wa_id[wa_ids[lead]]
+             "profile_name": lead.contact_name} for (account, wa_id), lead in to_create.items()])
+        by_key = {(conversation.account_id, conversation.wa_id): conversation for conversation in created}
+        for lead, link in links.items():
+            if lead not in result and (link.account, link.wa_id) in by_key:
+                result[lead] = by_key[(link.account, link.wa_id)]
         return {lead: conversation.with_env(self.env) for lead, conversation in result.items()}
+
+    def _opted_out(self):
+        """Whether this conversation's number (the one messages actually go to) is on the phone blacklist:
+        the lead's phone may have been changed or cleared since the contact asked us to stop."""
+        self.ensure_one()
+        return self._wa_id_opted_out(self.wa_id)
+
+    @api.model
+    def _wa_id_opted_out(self, wa_id):
+        number = phone.e164_from_wa_id(wa_id) if wa_id else None
+        # sudo: the blacklist is readable by system administrators only; only a yes/no for a number the
+        # caller writes to leaves this method.
+        return bool(number) and bool(self.env["phone.blacklist"].sudo().search_count([("number", "=", number)], limit=1))
+
+
+class ConversationLink(NamedTuple):
+    """Where a message to a lead goes: the account, the number, the conversation found (empty: created
+    when the message is queued) and, when it cannot go, why."""
+
+    account: models.BaseModel
+    wa_id: str | None
+    conversation: models.BaseModel
+    refusal: str | None
+
+    @property
+    def window_open(self):
+        return bool(self.conversation) and self.conversation.window_open

@@ -75,6 +75,7 @@ class StratoWhatsappConversationInbox(models.Model):
     def action_open_chat(self):
         """The lead's form, where the chat lives (the conversation's own form when it has no lead)."""
         self.ensure_one()
+        self.check_access("read")
         if self.lead_id:
             return self.action_open_lead()
         return {"type": "ir.actions.act_window", "res_model": self._name, "res_id": self.id,

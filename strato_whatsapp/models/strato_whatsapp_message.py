@@ -36,6 +36,10 @@ MEDIA_BATCH_SIZE = 20
 
 DEFAULT_OPT_OUT_KEYWORDS = "STOP,BAJA"
 DEFAULT_OPT_IN_KEYWORDS = "START,ALTA"
+# The quick reply Meta adds to marketing templates ("Marketing opt-out" button), as the contact's
+# language shows it: pressing it is the contact's STOP for marketing.
+MARKETING_STOP_BUTTONS = frozenset({"STOP PROMOTIONS", "DETENER PROMOCIONES", "PARAR PROMOCIONES",
+                                    "NO RECIBIR PROMOCIONES"})
 
 MESSAGE_TYPES = [
     ("text", "Text"),
@@ -345,11 +349,12 @@ class StratoWhatsappMessage(models.Model):
         reactions = self.filtered(lambda message: message.message_type == "reaction" and message.reply_to_wamid)
         if not reactions:
             return
-        targets = self.search([("account_id", "in", reactions.account_id.ids),
+        # Within the reaction's conversation: a contact reacts to messages of their own chat only.
+        targets = self.search([("conversation_id", "in", reactions.conversation_id.ids),
                                ("wamid", "in", reactions.mapped("reply_to_wamid"))])
-        by_wamid = {(target.account_id.id, target.wamid): target for target in targets}
+        by_wamid = {(target.conversation_id.id, target.wamid): target for target in targets}
         for reaction in reactions:
-            target = by_wamid.get((reaction.account_id.id, reaction.reply_to_wamid))
+            target = by_wamid.get((reaction.conversation_id.id, reaction.reply_to_wamid))
             if target:
                 target.reaction_emoji = reaction.body or False
 
@@ -417,11 +422,14 @@ class StratoWhatsappMessage(models.Model):
             message.mail_message_id = mail_message
 
     def _apply_opt_keywords(self):
-        params = self.env["ir.config_parameter"].sudo()
+        params = self.env["ir.config_parameter"].sudo()  # sudo: reads the addon's own settings
         opt_out = self._keywords(params.get_param("strato_whatsapp.opt_out_keywords", DEFAULT_OPT_OUT_KEYWORDS))
         opt_in = self._keywords(params.get_param("strato_whatsapp.opt_in_keywords", DEFAULT_OPT_IN_KEYWORDS))
-        for message in self.filtered(lambda message: message.message_type == "text" and message.body):
+        opt_out = opt_out | MARKETING_STOP_BUTTONS
+        for message in self.filtered(lambda message: message.message_type in ("text", "button") and message.body):
             word = message.body.strip().upper()
+            if message.message_type == "button" and word not in MARKETING_STOP_BUTTONS:
+                continue  # a button only counts when it is the marketing opt-out one
             if word not in opt_out and word not in opt_in:
                 continue
             wa_id = message.conversation_id.wa_id
@@ -432,6 +440,22 @@ class StratoWhatsappMessage(models.Model):
             else:
                 reason = env._("Asked to receive WhatsApp messages again by replying “%s”.", message.body.strip())
             message.lead_id._whatsapp_set_opt_out(word in opt_out, number, reason)
+
+    @api.model
+    def _apply_marketing_preferences(self, account, preferences):
+        """Meta's ``user_preferences`` webhook: the contact stopped (or resumed) marketing messages in
+        WhatsApp's own settings. Treated as their STOP (START): the number goes on (off) the blacklist."""
+        conversations = self.env["strato.whatsapp.conversation"].search([
+            ("account_id", "=", account.id), ("wa_id", "in", [preference.wa_id for preference in preferences])])
+        by_wa_id = {conversation.wa_id: conversation for conversation in conversations}
+        for preference in sorted(preferences, key=lambda preference: preference.timestamp):
+            lead = by_wa_id[preference.wa_id].lead_id if preference.wa_id in by_wa_id else self.env["crm.lead"]
+            lang = lead._whatsapp_lang()
+            env = self.with_context(lang=lang).env if lang else self.env
+            reason = (env._("Stopped marketing messages in WhatsApp's own settings.") if preference.stopped
+                      else env._("Asked for marketing messages again in WhatsApp's own settings."))
+            number = phone.e164_from_wa_id(preference.wa_id) or "+" + preference.wa_id
+            lead._whatsapp_set_opt_out(preference.stopped, number, reason)
 
     def _in_lead_lang(self):
         """This message in the context language of its lead (see ``crm.lead._whatsapp_lang``), for what a
@@ -584,6 +608,7 @@ class StratoWhatsappMessage(models.Model):
 
     def _fetch_media(self):
         self.ensure_one()
+        # sudo: reads the addon's own size limit, a system parameter.
         max_bytes = int(self.env["ir.config_parameter"].sudo().get_param(
             "strato_whatsapp.media_max_bytes", DEFAULT_MEDIA_MAX_BYTES))
         try:
@@ -602,7 +627,16 @@ class StratoWhatsappMessage(models.Model):
         self._attach_media(content, info.get("mime_type") or self.media_mime_type)
 
     def _attach_media(self, content, mime_type):
-        attachment = self.env["ir.attachment"].sudo().create({
+        self.ensure_one()
+        # The file and its type are the contact's choice. Core stores HTML, SVG and XML uploads as
+        # text/plain unless the uploader may edit views, so that the chatter's viewer never opens them
+        # as a page of our origin; stored as superuser the file would pass that check, so the context
+        # asks core to apply the rule whoever stores it.
+        attachments = self.env["ir.attachment"].with_context(attachments_mime_plainxml=True)
+        # sudo: only the media cron gets here, with bytes Meta served for this inbound message's own
+        # media id; the file is bound to this message's lead (or the message), so agents reach it
+        # through their rights on those, and the context above keeps active content inert.
+        attachment = attachments.sudo().create({
             "name": self.media_filename or self._media_default_filename(mime_type),
             "raw": content,
             "mimetype": mime_type or "application/octet-stream",
@@ -612,6 +646,7 @@ class StratoWhatsappMessage(models.Model):
         self.write({"attachment_ids": [(4, attachment.id)], "media_state": "done", "media_retry_at": False,
                     "media_mime_type": mime_type or self.media_mime_type})
         if self.mail_message_id:
+            # sudo: the chatter copy of this same message gets the file just stored for it (above).
             self.mail_message_id.sudo().attachment_ids = [(4, attachment.id)]
         self._notify_chat()
 
@@ -641,6 +676,8 @@ class StratoWhatsappMessage(models.Model):
 
     def action_retry_media(self):
         self.check_access("read")
+        # sudo: the caller can read these messages (checked above); the download state is the media queue's
+        # own.
         self.filtered(lambda message: message.media_id and message.media_state in ("failed", "pending")).sudo().write(
             {"media_state": "pending", "media_retry_at": False, "media_attempt_count": 0})
         self.env.ref("strato_whatsapp.ir_cron_whatsapp_media")._trigger()

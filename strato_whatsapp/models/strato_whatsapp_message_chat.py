@@ -57,12 +57,13 @@ class StratoWhatsappMessageChat(models.Model):
         wamids = [wamid for wamid in self.mapped("reply_to_wamid") if wamid]
         if not wamids:
             return {}
-        quoted = self.search([("account_id", "in", self.account_id.ids), ("wamid", "in", wamids)])
-        return {(message.account_id.id, message.wamid): message for message in quoted}
+        # Within the conversation: a wamid named by the contact must not pull in another contact's message.
+        quoted = self.search([("conversation_id", "in", self.conversation_id.ids), ("wamid", "in", wamids)])
+        return {(message.conversation_id.id, message.wamid): message for message in quoted}
 
     def _chat_message_values(self, quoted):
         self.ensure_one()
-        reply_to = quoted.get((self.account_id.id, self.reply_to_wamid))
+        reply_to = quoted.get((self.conversation_id.id, self.reply_to_wamid))
         values = {
             "id": self.id,
             "direction": self.direction,
@@ -122,7 +123,9 @@ class StratoWhatsappMessageChat(models.Model):
         unread = self.filtered(lambda message: message.direction == "inbound" and not message.is_read)
         if not unread:
             return unread
-        unread.sudo().write({"is_read": True})  # users read messages; only this flag is theirs to set
+        # sudo: the caller can read these messages (they were found with their rights); users do not write
+        # messages, and this flag is the one thing reading changes.
+        unread.sudo().write({"is_read": True})
         unread._queue_read_receipts()
         return unread
 
@@ -130,7 +133,9 @@ class StratoWhatsappMessageChat(models.Model):
         wanted = self.filtered(lambda message: message.wamid and not message.read_receipt_state
                                and message.direction == "inbound" and message.account_id.send_read_receipts)
         if wanted:
+            # sudo: same messages as above; the receipt state is the read-receipt queue's own.
             wanted.sudo().write({"read_receipt_state": "pending"})
+            # sudo: the addon's own cron; waking it sends only receipts already queued.
             self.env.ref("strato_whatsapp.ir_cron_whatsapp_read_receipts").sudo()._trigger()
 
     @api.model

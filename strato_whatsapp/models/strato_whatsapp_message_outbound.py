@@ -11,7 +11,7 @@ import psycopg2
 from markupsafe import Markup
 
 from odoo import _, api, fields, models
-from odoo.exceptions import UserError
+from odoo.exceptions import AccessError, UserError
 from odoo.tools.mail import plaintext2html
 from odoo.tools.sql import create_index
 
@@ -101,23 +101,31 @@ class StratoWhatsappMessageOutbound(models.Model):
                            reply_to_wamid=None, raise_on_skip=False):
         """Queue one message per lead and wake the send cron; returns (messages, {lead: reason skipped}).
 
-        Leads that cannot receive it (no number, window closed for free text, opted out of marketing)
-        are skipped with a note on their chatter, or a ``UserError`` when ``raise_on_skip``.
+        Leads that cannot receive it (no number, window closed for free text, opted out of marketing, a
+        conversation owned by a colleague's open lead, another company) are skipped with a note on their
+        chatter, or a ``UserError`` when ``raise_on_skip``. A skipped lead is left as it was: no
+        conversation is created or moved for it.
         """
         if not (body or template or attachment):
             raise UserError(_("Write a message, choose a template or attach a file."))
-        if template and template.status != "approved":
-            raise UserError(_("Template %s is not approved by Meta yet; only approved templates can be sent.",
-                              template.display_name))
+        if template:
+            template.check_access("read")
+            if template.status != "approved":
+                raise UserError(_("Template %s is not approved by Meta yet; only approved templates can be sent.",
+                                  template.display_name))
+            if account and template.account_id != account:
+                raise UserError(_("Template %(template)s belongs to another WhatsApp number than %(account)s.",
+                                  template=template.display_name, account=account.display_name))
         account = account or (template.account_id if template else None)
-        conversations = self.env["strato.whatsapp.conversation"]._for_leads(leads, account)
-        values, skipped = [], {}
+        Conversation = self.env["strato.whatsapp.conversation"]
+        links = Conversation._plan_for_leads(leads, account)
+        ready, skipped = {}, {}
         for lead in leads:
-            conversation = conversations.get(lead)
-            reason = self._enqueue_refusal(lead, conversation, template)
+            link = links.get(lead)
+            reason = self._enqueue_refusal(lead, link, template)
             if not reason:
                 try:
-                    values.append(self._outbound_values(lead, conversation, body, template, attachment, reply_to_wamid))
+                    ready[lead] = (link, self._outbound_values(lead, body, template, attachment, reply_to_wamid))
                 except UserError as error:  # e.g. a template variable with no value and no fallback
                     reason = str(error)
             if reason:
@@ -126,30 +134,34 @@ class StratoWhatsappMessageOutbound(models.Model):
             raise UserError("\n".join(skipped.values()))
         for lead, reason in skipped.items():
             lead._message_log(body=_("WhatsApp message not sent: %s", reason))
-        # Users read messages but never write them directly: what a message says, and where it stands,
-        # is the queue's record. Their right to write to these leads was checked above.
+        conversations = Conversation._link_planned({lead: link for lead, (link, _values) in ready.items()})
+        values = [dict(lead_values, conversation_id=conversations[lead].id) for lead, (_link, lead_values) in ready.items()]
+        # sudo: users read messages but never write them directly: what a message says, and where it
+        # stands, is the queue's record. Their right to write to these leads was checked by the plan.
         messages = self.sudo().create(values).with_env(self.env)
         messages._post_outbound_to_chatter()
         if messages:
-            self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
+            # sudo: the addon's own cron; waking it sends nothing the queue would not send anyway.
+            self.env.ref("strato_whatsapp.ir_cron_whatsapp_send").sudo()._trigger()
         return messages, skipped
 
     @api.model
-    def _enqueue_refusal(self, lead, conversation, template):
+    def _enqueue_refusal(self, lead, link, template):
         """Why ``lead`` cannot be sent this message, or None."""
-        if not conversation:
+        if not link or not (link.conversation or link.wa_id):
             return _("%s has no valid WhatsApp number.", lead.display_name)
-        if not template and not conversation.window_open:
+        if link.refusal:
+            return link.refusal
+        if not template and not link.window_open:
             return _("%s has not written in the last 24 hours: outside that window WhatsApp only allows an "
                      "approved template.", lead.display_name)
-        if template and template.category == "MARKETING" and lead.whatsapp_opt_out:
+        if template and template.category == "MARKETING" and self.env["strato.whatsapp.conversation"]._wa_id_opted_out(link.wa_id):
             return _("%s opted out of WhatsApp messages.", lead.display_name)
         return None
 
     @api.model
-    def _outbound_values(self, lead, conversation, body, template, attachment, reply_to_wamid):
+    def _outbound_values(self, lead, body, template, attachment, reply_to_wamid):
         values = {
-            "conversation_id": conversation.id,
             "lead_id": lead.id,
             "direction": "outbound",
             "state": "queued",
@@ -183,6 +195,8 @@ class StratoWhatsappMessageOutbound(models.Model):
         """A note per message (no e-mail to followers); its status line follows the message."""
         for message in self.filtered("lead_id"):
             note = message.lead_id._message_log(body=message._chatter_note_body())
+            # sudo: links the message to its own chatter note, logged just above on a lead the caller may write
+            # to.
             message.sudo().mail_message_id = note
 
     def _chatter_note_body(self, state_labels=None):
@@ -246,6 +260,7 @@ class StratoWhatsappMessageOutbound(models.Model):
             SELECT DISTINCT account_id FROM strato_whatsapp_message
              WHERE state = 'queued' AND direction = 'outbound' AND next_attempt_at <= %s AND account_id IS NOT NULL
         """, [fields.Datetime.now()])
+        # sudo: the send cron, no user behind it.
         return self.env["strato.whatsapp.account"].sudo().browse(row[0] for row in self.env.cr.fetchall()).filtered("active")
 
     @api.model
@@ -413,16 +428,30 @@ class StratoWhatsappMessageOutbound(models.Model):
             return "invalid_number", _("The contact has no valid WhatsApp number.")
         if self.message_type == "template" and not self.template_id:
             return "template", _("A template message needs its template.")
+        # sudo: send time (cron); attachments of queued messages are read to be sent, not shown.
         if self.message_type in const.MEDIA_TYPES and not self.media_id and not self.attachment_ids[:1].sudo().raw:
             return "parameter", _("The file to send is gone.")
         if self.message_type != "template" and not conversation.window_open:
             return "window_closed", _("The 24-hour reply window closed before the message went out; "
                                       "send an approved template instead.")
+        moved = self._moved_refusal()
+        if moved:
+            return "recipient", moved
         template = self.template_id
         if template and template.status != "approved":
             return "template", _("Template %s is no longer approved by Meta.", template.display_name)
-        if template.category == "MARKETING" and self.lead_id.whatsapp_opt_out:
-            return "opted_out", _("The contact opted out of WhatsApp messages.")
+        if template.category == "MARKETING" and conversation._opted_out():
+            return "opted_out", _("The contact opted out of WhatsApp marketing messages.")
+        return None
+
+    def _moved_refusal(self):
+        """The message's lead no longer holds its conversation, which another open lead now does (the
+        contact's answers go there): it is not sent from the old lead, retried or not."""
+        owner = self.conversation_id.lead_id
+        if self.lead_id and owner and owner != self.lead_id and owner._whatsapp_is_open():
+            return _("The contact's conversation has moved to the lead “%(lead)s” of %(user)s since this message "
+                     "was written; write from that lead.", lead=owner.name,
+                     user=owner.user_id.name or _("another salesperson"))
         return None
 
     def _request_payload(self, client):
@@ -449,6 +478,7 @@ class StratoWhatsappMessageOutbound(models.Model):
 
     def _media_object(self, client, media_type, payload):
         if not self.media_id:
+            # sudo: send time (cron); the attachment is uploaded to Meta, not shown to anyone.
             attachment = self.attachment_ids[:1].sudo()
             uploaded = client.upload_media(attachment.raw, attachment.mimetype, attachment.name)
             self.media_id = uploaded["id"]
@@ -475,7 +505,8 @@ class StratoWhatsappMessageOutbound(models.Model):
                                                   count=self.attempt_count, error=error.message), error.code)
             return True
         if isinstance(error, graph_api.MarketingOptOutError):
-            self.lead_id._whatsapp_set_opt_out(True, self.lead_id.whatsapp_number,
+            number = phone.e164_from_wa_id(self.conversation_id.wa_id) if self.conversation_id.wa_id else None
+            self.lead_id._whatsapp_set_opt_out(True, number,
                                                 _("Meta reports the contact stopped marketing messages."))
         self._fail(self._failure_type_for(error), str(error), error.code)
         return True
@@ -506,6 +537,7 @@ class StratoWhatsappMessageOutbound(models.Model):
     def _block_account(self, error):
         """Meta refuses the account itself: stop sending for it (once) and tell its administrators."""
         self._requeue(0, count_attempt=False)
+        # sudo: send time (cron): Meta refused the account itself; stopping it is the queue's own decision.
         self.account_id.sudo()._stop_sending(error)
 
     def _mark_outcome_unknown(self, reason):
@@ -530,11 +562,23 @@ class StratoWhatsappMessageOutbound(models.Model):
 
     def action_retry(self):
         """Queue failed or unknown messages again (the agent decided; rules are checked again)."""
+        self.check_access("read")
         retryable = self.filtered(lambda message: message.direction == "outbound" and message.state in ("failed", "unknown"))
         if not retryable:
             raise UserError(_("Only failed messages, or messages whose outcome is unknown, can be retried."))
         retryable.lead_id.check_access("write")
+        for message in retryable:
+            # sudo: the conversation may have moved to a lead the caller cannot read; only a sentence
+            # naming that lead comes out.
+            refusal = message.sudo()._moved_refusal()
+            if refusal:
+                raise UserError(refusal)
+        if retryable.filtered(lambda message: not message.lead_id) and not self.env.user.has_group(
+                "strato_whatsapp.group_whatsapp_admin"):
+            raise AccessError(_("Only a WhatsApp administrator can retry a message that belongs to no lead."))
+        # sudo: the caller may write to the messages' leads (checked above); users never write messages,
+        # the queue does, and these values are the queue's own.
         retryable.sudo().write({"state": "queued", "next_attempt_at": fields.Datetime.now(), "attempt_count": 0,
                          "failure_type": False, "error_code": 0, "error_message": False, "failed_at": False})
         retryable._refresh_chatter_notes()
-        self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
+        self.env.ref("strato_whatsapp.ir_cron_whatsapp_send").sudo()._trigger()  # sudo: the addon's own cron

@@ -175,7 +175,11 @@ class StratoWhatsappTemplate(models.Model):
                  "variable_ids.fixed_value", "variable_ids.fallback", "variable_ids.sample")
     def _compute_preview(self):
         for template in self:
-            lead = template.preview_lead_id
+            # The preview is what the user asks to see: a lead they cannot read shows the examples only
+            # (an onchange may name any lead id).
+            lead = template.preview_lead_id._origin
+            if lead and not lead.has_access("read"):
+                lead = lead.browse()
             template.preview_text = template._render_text(lead)
             template.preview_html = template._preview_bubble(lead)
 
@@ -184,6 +188,15 @@ class StratoWhatsappTemplate(models.Model):
         if self.filtered(lambda template: not template.account_id and template.status != "draft"):
             raise ValidationError(_("Only a draft template can be without a WhatsApp account: choose the number "
                                     "the template belongs to."))
+
+    def onchange(self, values, field_names, fields_spec):
+        # Odoo's onchange checks no access right by itself, and the form's preview renders leads: only
+        # users who may read templates get an answer.
+        self.browse().check_access("read")
+        lead_id = values.get("preview_lead_id")
+        if isinstance(lead_id, int) and not self.env["crm.lead"].browse(lead_id).exists().has_access("read"):
+            values = dict(values, preview_lead_id=False)  # not even its name comes back
+        return super().onchange(values, field_names, fields_spec)
 
     @api.onchange("name")
     def _onchange_name(self):
@@ -202,6 +215,9 @@ class StratoWhatsappTemplate(models.Model):
         return templates
 
     def write(self, vals):
+        if vals.get("preview_lead_id"):
+            # A preview shows the lead's data: only a lead the user can read.
+            self.env["crm.lead"].browse(vals["preview_lead_id"]).check_access("read")
         if {"header_file", "header_media_link"} & set(vals):
             vals = dict(vals, header_media_id=False, header_media_uploaded_at=False, header_media_phone_number_id=False)
         deferred = self.with_context(strato_whatsapp_defer_variables=True)
@@ -222,6 +238,7 @@ class StratoWhatsappTemplate(models.Model):
     def _apply_meta_events(self, account, events):
         """Apply template webhooks (status, quality and category updates) to the templates they name."""
         # Only WABAs of the Meta app whose secret signed the webhook: another app's templates are not its own.
+        # sudo: run by the webhook cron for a signed event; the secret is compared, never shown.
         secret = account.sudo().app_secret
         accounts = self.env["strato.whatsapp.account"].sudo().search([
             ("business_account_id", "in", list({event.waba_id for event in events if event.waba_id}))])
@@ -409,6 +426,8 @@ class StratoWhatsappTemplate(models.Model):
         return media
 
     def _header_media_id(self, client):
+        # sudo: send time (cron) or a submission by an administrator: the cached media id fields are the
+        # queue's own.
         template = self.sudo()
         if (template.header_media_id and template.header_media_phone_number_id == client.phone_number_id
                 and template.header_media_uploaded_at
@@ -570,6 +589,7 @@ class StratoWhatsappTemplate(models.Model):
     def action_submit(self):
         """Submit the template to Meta for review, or its changes when it was submitted before."""
         self.ensure_one()
+        self.check_access("write")  # before Meta is called: a refused write must not change Meta's side
         self._check_submittable()
         account = self.account_id
         client = account._graph_client()
@@ -625,6 +645,7 @@ class StratoWhatsappTemplate(models.Model):
         if self.header_type not in HEADER_MEDIA:
             return None
         content, mimetype, filename = self._header_file()
+        # sudo: action_submit checked write access first; the app id is administrators' configuration.
         handle = client.resumable_upload(self.account_id.sudo().app_id, content, mimetype, filename)
         return {"type": "HEADER", "format": META_HEADER_FORMATS[self.header_type],
                 "example": {"header_handle": [handle]}}
@@ -645,6 +666,7 @@ class StratoWhatsappTemplate(models.Model):
 
     def action_refresh_status(self):
         """Ask Meta for the current status, quality and rejection reason of these templates."""
+        self.check_access("write")  # before Meta is called, as for a submission
         for template in self:
             if not template.meta_template_id:
                 raise UserError(_("Template %s was never submitted to Meta.", template.display_name))
@@ -667,10 +689,12 @@ class StratoWhatsappTemplate(models.Model):
     @api.model
     def _cron_sync_templates(self):
         """Daily: bring every account's templates in line with Meta."""
+        # sudo: the daily cron, no user behind it: every account's templates are synced.
         accounts = self.env["strato.whatsapp.account"].sudo().search([
             ("business_account_id", "!=", False), ("token_invalid", "=", False)])
         for account in accounts.filtered("access_token"):
             try:
+                # sudo: the daily cron (see the search above), no user behind it.
                 counts = self.sudo()._sync_account(account)
             except graph_api.GraphApiError as error:
                 _logger.warning("WhatsApp templates of account %s not synced: %s", account.id, error)

@@ -1,6 +1,31 @@
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
 
+# The lead fields a placeholder may take: what the contact told us about themselves, and the names of
+# the agency's company and team. Nothing beyond: a template is text sent to a customer, so a path into
+# users, internal notes, revenue or other models could only leak (it used to be a free dotted path).
+LEAD_FIELD_PATHS = [
+    ("contact_name", "Contact Name"),
+    ("partner_name", "Company Name"),
+    ("title", "Title"),
+    ("function", "Job Position"),
+    ("partner_id.name", "Customer"),
+    ("email_from", "Email"),
+    ("phone", "Phone"),
+    ("mobile", "Mobile"),
+    ("street", "Street"),
+    ("street2", "Street 2"),
+    ("zip", "Zip"),
+    ("city", "City"),
+    ("state_id", "State"),
+    ("country_id", "Country"),
+    ("website", "Website"),
+    ("team_id", "Sales Team"),
+    ("company_id", "Company (the agency)"),
+    ("id", "Lead Reference Number"),
+]
+SAFE_FIELD_PATHS = frozenset(path for path, _label in LEAD_FIELD_PATHS)
+
 VARIABLE_SOURCES = [
     ("field", "Lead Field"),
     ("fixed", "Fixed Text"),
@@ -27,9 +52,10 @@ class StratoWhatsappTemplateVariable(models.Model):
         "Placeholder", required=True, help="The number of a {{1}} placeholder, or the name of a {{first_name}} one.")
     sequence = fields.Integer(compute="_compute_sequence", store=True)
     source = fields.Selection(VARIABLE_SOURCES, required=True, default="field")
-    field_path = fields.Char(
-        "Lead Field", default="partner_name",
-        help="A field of the lead, following relations with dots: contact_name, partner_id.city, user_id.name.")
+    field_path = fields.Selection(
+        LEAD_FIELD_PATHS, "Lead Field", default="partner_name",
+        help="The lead's field whose value fills the placeholder. Only fields about the contact (and the "
+             "agency's company and team) are offered: the message goes to a customer.")
     fixed_value = fields.Char("Text")
     fallback = fields.Char(help="Sent when the value is empty, so the template still goes out.")
     sample = fields.Char("Example", help="An example value Meta reviewers see when the template is submitted.")
@@ -63,17 +89,17 @@ class StratoWhatsappTemplateVariable(models.Model):
 
     @api.constrains("source", "field_path")
     def _check_field_path(self):
-        Lead = self.env["crm.lead"]
         for variable in self.filtered(lambda variable: variable.source == "field"):
             if not variable.field_path:
                 raise ValidationError(_("Placeholder {{%s}} takes a lead field: name one.", variable.name))
-            model = Lead
-            for part in variable.field_path.split("."):
-                field = model._fields.get(part)
-                if field is None:
-                    raise ValidationError(_("The lead has no field “%(path)s” (placeholder {{%(name)s}}).",
-                                            path=variable.field_path, name=variable.name))
-                model = self.env[field.comodel_name] if field.relational else model
+            variable._check_safe_path()
+
+    def _check_safe_path(self):
+        # The selection refuses other values through the ORM; this also covers rows written by SQL or
+        # kept from a version that took any path, wherever a value is read.
+        if self.field_path not in SAFE_FIELD_PATHS:
+            raise ValidationError(_("Placeholder {{%(name)s}} uses “%(path)s”, which is not a lead field a "
+                                    "template may show.", name=self.name, path=self.field_path))
 
     def _value_for(self, lead):
         """The text this placeholder takes for ``lead`` (never empty when a fallback is set).
@@ -90,7 +116,10 @@ class StratoWhatsappTemplateVariable(models.Model):
         return (value or self.fallback or "").strip()
 
     def _read_path(self, lead):
-        value = lead.sudo()
+        """The field's value as text, read with the rights of ``lead``'s environment (the user who
+        previews or sends, or the cron): a template never shows what its user could not read."""
+        self._check_safe_path()
+        value = lead
         for part in self.field_path.split("."):
             if not value:
                 return ""

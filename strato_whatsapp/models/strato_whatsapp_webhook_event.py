@@ -31,6 +31,10 @@ WAKE_LOCK_KEY = 0x57A7_0057_A4EB
 # A wake-up no run has consumed after this long is assumed lost (a run that failed): the next POST wakes
 # the cron again. Runs consume them at least every RUN_SECONDS while they work.
 WAKE_STALE_SECONDS = 60
+# An event's error names at most this many skipped or failed items, each cut to this length: enough to
+# find them in the payload, however many a body holds.
+ERROR_ITEMS = 5
+ERROR_ITEM_CHARS = 300
 
 
 class StratoWhatsappWebhookEvent(models.Model):
@@ -121,6 +125,7 @@ class StratoWhatsappWebhookEvent(models.Model):
 
     @api.model
     def _processing_cron(self):
+        # sudo: the addon's own cron, woken for events a signed POST stored.
         return self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook").sudo()
 
     @api.model
@@ -215,49 +220,103 @@ class StratoWhatsappWebhookEvent(models.Model):
 
     def _process(self):
         """Apply these events together (one savepoint, batched lookups); when that fails, one by one, so
-        the faulty event is isolated with its error and the others still go through."""
+        the faulty event is isolated and the others still go through; and a failing event item by item,
+        so that one bad message costs itself only, not the other customers' messages of its POST."""
         if len(self) > 1:
             try:
                 with self.env.cr.savepoint():
-                    self._apply()
+                    notes = self._apply()
             except Exception:  # noqa: BLE001 - retried below, event by event
                 _logger.info("WhatsApp webhook batch of %s events failed; processing them one by one", len(self))
             else:
-                self._mark_done()
+                self._mark_done(notes)
                 return
         for event in self:
             try:
                 with self.env.cr.savepoint():
-                    event._apply()
-            except Exception as error:  # noqa: BLE001 - whatever breaks, the event is kept to retry
-                event._record_failure(error)
+                    notes = event._apply()
+            except Exception as error:  # noqa: BLE001 - retried below, item by item
+                event._apply_item_by_item(error)
             else:
-                event._mark_done()
+                event._mark_done(notes)
 
-    def _mark_done(self):
-        self.write({"state": "done", "error": False, "processed_at": fields.Datetime.now(), "next_attempt_at": False})
+    def _mark_done(self, notes=None):
+        """``notes``: {event id: what was skipped}, kept as the event's error so an administrator sees it."""
+        notes = notes or {}
+        values = {"state": "done", "error": False, "processed_at": fields.Datetime.now(), "next_attempt_at": False}
+        noted = self.filtered(lambda event: event.id in notes)
+        (self - noted).write(values)
+        for event in noted:
+            event.write({**values, "error": notes[event.id]})
 
-    def _record_failure(self, error):
+    def _record_failure(self, error, text=None):
         attempts = self.attempt_count + 1
-        _logger.warning("WhatsApp webhook event %s failed (attempt %s): %s", self.id, attempts, error)
+        _logger.warning("WhatsApp webhook event %s failed (attempt %s): %s", self.id, attempts, text or error)
         retry_in = graph_api.retry_delay(attempts)
         self.write({
             "state": "failed",
-            "error": f"{type(error).__name__}: {error}",
+            "error": text or f"{type(error).__name__}: {error}",
             "attempt_count": attempts,
             "next_attempt_at": fields.Datetime.now() + timedelta(seconds=retry_in)
             if attempts < MAX_AUTOMATIC_ATTEMPTS else False,
         })
 
     def _apply(self):
-        """Turn these events' payloads into records, batched per account. Idempotent."""
+        """Turn these events' payloads into records, batched per account. Idempotent. Returns {event id:
+        note} for the events some of whose items were skipped as invalid."""
+        notes = {}
         for _secret_holder, events in self.grouped("account_id").items():
-            parsed = [(event, webhook.extract_events(webhook.parse_body(event.payload.encode()))) for event in events]
+            parsed = [(event, event._items()) for event in events]
             items = [item for _event, event_items in parsed for item in event_items]
             accounts = events._accounts_by_phone_number_id(items)
             for event, event_items in parsed:
-                event._log_unhandled(event_items, accounts)
+                note = event._log_unhandled(event_items, accounts)
+                if note:
+                    notes[event.id] = note
             events._apply_items(items, accounts)
+        return notes
+
+    def _items(self):
+        """This event's items; strings made storable, and times no later than its receipt (see
+        ``webhook.extract_events``)."""
+        self.ensure_one()
+        return webhook.extract_events(webhook.parse_body(self.payload.encode(), storable=True),
+                                      received_at=self.create_date)
+
+    def _apply_item_by_item(self, error):
+        """After this event failed as a whole: apply each item in a savepoint of its own. The event is
+        done when every item went through, and otherwise failed with the items that did not (retried like
+        any failed event: what was applied is then recognized and skipped)."""
+        try:
+            items = self._items()
+            accounts = self._accounts_by_phone_number_id(items)
+        except Exception as parse_error:  # noqa: BLE001 - the event is kept with its error, to retry
+            self._record_failure(parse_error)
+            return
+        note = self._log_unhandled(items, accounts)
+        failures = []
+        for item in items:
+            try:
+                with self.env.cr.savepoint():
+                    self._apply_items([item], accounts)
+            except Exception as item_error:  # noqa: BLE001 - this item only; the event keeps its error
+                failures.append(f"{item.dedup_key}: {type(item_error).__name__}: {item_error}")
+        if not failures:
+            _logger.info("WhatsApp webhook event %s went through item by item after failing as a whole: %s",
+                         self.id, error)
+            self._mark_done({self.id: note} if note else None)
+            return
+        self._record_failure(error, text="\n".join(filter(None, [self.env._(
+            "%(failed)s of %(total)s item(s) failed; the others were applied: %(items)s",
+            failed=len(failures), total=len(items), items=self._error_list(failures)), note])))
+
+    @api.model
+    def _error_list(self, lines):
+        shown = [line if len(line) <= ERROR_ITEM_CHARS else line[:ERROR_ITEM_CHARS - 1] + "…"
+                 for line in lines[:ERROR_ITEMS]]
+        if len(lines) > ERROR_ITEMS:
+            shown.append(self.env._("and %s more", len(lines) - ERROR_ITEMS))
+        return "; ".join(shown)
 
     def _apply_items(self, items, accounts):
         Message = self.env["strato.whatsapp.message"]
@@ -270,6 +329,10 @@ class StratoWhatsappWebhookEvent(models.Model):
                 Message._receive(account, messages)
             if statuses:
                 Message._apply_statuses(account, statuses)
+            preferences = [item for item in items if isinstance(item, webhook.MarketingPreference)
+                           and item.phone_number_id == phone_number_id]
+            if preferences:
+                Message._apply_marketing_preferences(account, preferences)
         template_events = [item for item in items if isinstance(item, (
             webhook.TemplateStatusUpdate, webhook.TemplateQualityUpdate, webhook.TemplateCategoryUpdate))]
         if template_events:
@@ -279,15 +342,20 @@ class StratoWhatsappWebhookEvent(models.Model):
         """The accounts the items are for. The signature proved the sender holds this event's app secret,
         so only numbers of that same Meta app may be touched by it."""
         phone_number_ids = {item.phone_number_id for item in items if item.phone_number_id}
+        # sudo: webhook processing (cron) for a signed event; secrets are compared, never shown.
         secret = self[:1].account_id.sudo().app_secret
         accounts = self.env["strato.whatsapp.account"].sudo().search([
             ("phone_number_id", "in", list(phone_number_ids))])
         return {account.phone_number_id: account for account in accounts if account.app_secret == secret}
 
     def _log_unhandled(self, items, accounts):
+        """Log what these items leave aside; returns a note naming the invalid ones (nothing signed is
+        dropped without a trace an administrator can see), or None."""
+        invalid = []
         for item in items:
             if isinstance(item, webhook.InvalidItem):
                 _logger.warning("WhatsApp webhook event %s: skipped an invalid %s: %s", self.id, item.kind, item.reason)
+                invalid.append(self._invalid_item_label(item))
             elif isinstance(item, webhook.WebhookErrors):
                 _logger.warning("WhatsApp webhook event %s: Meta reported errors: %s", self.id, item.errors)
             elif isinstance(item, webhook.UnsupportedChange):
@@ -295,9 +363,21 @@ class StratoWhatsappWebhookEvent(models.Model):
             elif item.phone_number_id and item.phone_number_id not in accounts:
                 _logger.warning("WhatsApp webhook event %s: no account for phone number id %s",
                                 self.id, item.phone_number_id)
+        if not invalid:
+            return None
+        return self.env._("%(count)s invalid item(s) skipped: %(items)s",
+                          count=len(invalid), items=self._error_list(invalid))
+
+    @api.model
+    def _invalid_item_label(self, item):
+        """'message wamid.X: message has no valid "timestamp"': what an administrator looks for."""
+        raw_id = item.raw.get("id") if isinstance(item.raw, dict) else None
+        named = isinstance(raw_id, (str, int)) and not isinstance(raw_id, bool)
+        return f"{item.kind} {raw_id}: {item.reason}" if named else f"{item.kind}: {item.reason}"
 
     def action_replay(self):
         """Process these events again now (safe: already applied parts are recognized and skipped)."""
+        self.check_access("write")
         self.write({"state": "pending", "next_attempt_at": False})
         self._process()
         failed = self.filtered(lambda event: event.state == "failed")

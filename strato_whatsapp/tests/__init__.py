@@ -7,8 +7,10 @@ from . import test_webhook_statuses
 from . import test_webhook_media
 from . import test_webhook_fuzz
 from . import test_webhook_wakeup
+from . import test_webhook_hardening
 from . import test_outbound_queue
 from . import test_outbound_sources
 from . import test_templates
 from . import test_chat
 from . import test_chat_tour
+from . import test_security

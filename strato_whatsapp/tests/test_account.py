@@ -42,8 +42,10 @@ class TestWhatsappAccount(WhatsappCase):
         self.assertEqual(self.account.graph_api_version, "v26.0")
         with self.assertRaises(ValidationError):
             self.account.graph_api_url = "graph.facebook.com"
-        self.account.graph_api_url = "https://bsp.example.com/graph/"
-        self.assertEqual(self.account.graph_api_url, "https://bsp.example.com/graph")
+        with self.assertRaises(ValidationError):
+            self.account.graph_api_url = "https://bsp.example.com/graph/"  # a path would redirect the calls
+        self.account.graph_api_url = "https://BSP.example.com/"  # a system administrator's choice
+        self.assertEqual(self.account.graph_api_url, "https://bsp.example.com")
 
     def test_account_from_environment_variables(self):
         environ = {

@@ -57,7 +57,8 @@ class TestLeadWhatsappOptOut(WhatsappCase):
         blacklist = self.env["phone.blacklist"].sudo()
         self.assertTrue(blacklist.search([("number", "=", "+34600000005")]))
         self.assertIn(lead, self.env["crm.lead"].search([("whatsapp_opt_out", "=", True)]))
-        lead.whatsapp_opt_out = False
+        self.wa_admin.groups_id |= self.env.ref("sales_team.group_sale_salesman_all_leads")
+        lead.with_user(self.wa_admin).whatsapp_opt_out = False  # lifting it is an administrator's call
         self.assertFalse(blacklist.search([("number", "=", "+34600000005")]))
         self.assertNotIn(lead, self.env["crm.lead"].search([("whatsapp_opt_out", "=", True)]))
 

@@ -143,9 +143,10 @@ class TestSendingToSharedNumbers(OutboundCase):
 
     def test_salesperson_writes_a_number_whose_conversation_is_on_a_colleagues_lead(self):
         colleague_lead = self._lead(name="Del compañero", mobile="+34 600 00 05 02", user_id=self.other_salesman.id)
-        self._conversation(colleague_lead, "34600000502")
+        conversation = self._conversation(colleague_lead, "34600000502")
         mine = self._lead(name="Mío", contact_name="Eva", mobile="+34 600 00 05 02", user_id=self.salesman.id)
         Message = self.env["strato.whatsapp.message"].with_user(self.salesman)
         messages, skipped = Message._enqueue_for_leads(mine.with_user(self.salesman), template=self.template)
-        self.assertFalse(skipped)
-        self.assertEqual(messages.sudo().conversation_id.lead_id, mine, "the conversation follows the lead written from")
+        self.assertFalse(messages)
+        self.assertIn("Otro Vendedor", skipped[mine], "the notice names whom to ask")
+        self.assertEqual(conversation.lead_id, colleague_lead, "the conversation stays with the open lead it is on")

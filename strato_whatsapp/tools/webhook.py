@@ -2,7 +2,7 @@
 
 The controller checks ``signature_is_valid`` on the raw bytes, then ``parse_body`` and
 ``phone_number_ids`` to find the account(s); the processing model turns the stored body into events
-with ``extract_events``.
+with ``extract_events``, after ``parse_body(..., storable=True)`` has made every string storable.
 
 Meta batches several entries, changes, messages and statuses in one POST and redelivers for days, so
 every event carries a ``dedup_key``, and one malformed item becomes an ``InvalidItem`` beside the valid
@@ -14,7 +14,7 @@ import json
 import math
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
 from typing import NamedTuple
 
 OBJECT_WABA = 'whatsapp_business_account'
@@ -22,6 +22,8 @@ FIELD_MESSAGES = 'messages'
 FIELD_TEMPLATE_STATUS = 'message_template_status_update'
 FIELD_TEMPLATE_QUALITY = 'message_template_quality_update'
 FIELD_TEMPLATE_CATEGORY = 'template_category_update'
+FIELD_USER_PREFERENCES = 'user_preferences'
+MARKETING_PREFERENCE = 'marketing_messages'
 MEDIA_TYPES = ('image', 'video', 'audio', 'document', 'sticker')
 
 _SIGNATURE_PREFIX = 'sha256='
@@ -32,6 +34,25 @@ _STATUS_VALUE = re.compile(r'[a-z][a-z_]{0,39}', re.ASCII)
 _UNIX_SECONDS = re.compile(r'[0-9]{1,12}', re.ASCII)
 _EPOCH = datetime(1970, 1, 1)
 _PREVIEW_LENGTH = 200
+# Routing runs before authentication, on whatever a stranger posts: it looks at no more distinct ids
+# than this. A real body names one number (all the numbers of a POST belong to the Meta app whose
+# secret signed it, so the first ones find that secret).
+MAX_ROUTING_IDS = 64
+# Meta stamps messages and statuses when they happen: a time further ahead of our receipt than clock
+# skew explains is wrong, and a far-future one breaks date arithmetic later (9999-12-31 plus the 24 h
+# reply window overflows), so the receipt time stands in for it.
+_CLOCK_SKEW = timedelta(hours=1)
+# A conversation's expiration is a day or three ahead; beyond this it is not Meta's.
+_MAX_EXPIRATION_AHEAD = timedelta(days=30)
+# Meta's error codes are small integers; larger ones would not fit the integer column they go to.
+_MAX_ERROR_CODE = 2 ** 31 - 1
+# JSON can carry NUL (which PostgreSQL refuses in text) and lone surrogates (which cannot be encoded to
+# UTF-8) only as \u escapes; a body without any is storable as parsed, and is not walked. A surrogate
+# pair (Meta escapes emoji so) matches as a whole, 12 characters; anything shorter is unstorable.
+_SURROGATE_PAIR_LENGTH = 12
+_UNSTORABLE_ESCAPE = re.compile(r'\\u[dD][89abAB][0-9a-fA-F]{2}\\u[dD][c-fC-F][0-9a-fA-F]{2}'
+                                r'|\\u(?:0000|[dD][89a-fA-F][0-9a-fA-F]{2})')
+_SURROGATE = re.compile('[\ud800-\udfff]')
 
 
 class WebhookPayloadError(ValueError):
@@ -202,6 +223,16 @@ class TemplateCategoryUpdate(WebhookEvent):
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class MarketingPreference(WebhookEvent):
+    """A contact stopped (or resumed) marketing messages in WhatsApp's own settings (the
+    ``user_preferences`` webhook field)."""
+    wa_id: str
+    stopped: bool
+    detail: str | None
+    timestamp: datetime
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class WebhookErrors(WebhookEvent):
     """``value.errors`` of a messages change: Meta could not deliver something to us."""
     errors: tuple  # of MetaError
@@ -244,8 +275,13 @@ def signature_is_valid(raw_body, header_value, app_secret):
     return hmac.compare_digest(expected, received.lower())
 
 
-def parse_body(raw_body):
-    """The webhook body as a dict; ``WebhookPayloadError`` when it is not a WABA webhook envelope."""
+def parse_body(raw_body, storable=False):
+    """The webhook body as a dict; ``WebhookPayloadError`` when it is not a WABA webhook envelope.
+
+    With ``storable``, every string (keys included) is one PostgreSQL can store: NUL removed, lone
+    surrogates replaced by U+FFFD. The route, which only reads ids for routing before authentication,
+    leaves that walk to the processing of authenticated bodies.
+    """
     if not isinstance(raw_body, (bytes, bytearray)):
         raise WebhookPayloadError('body is not bytes')
     try:
@@ -257,7 +293,41 @@ def parse_body(raw_body):
     except (ValueError, RecursionError):
         raise WebhookPayloadError('body is not valid JSON') from None
     _check_envelope(payload)
+    if storable and any(len(escape) != _SURROGATE_PAIR_LENGTH for escape in _UNSTORABLE_ESCAPE.findall(text)):
+        _make_storable(payload)
     return payload
+
+
+def storable_text(text):
+    """``text`` without NUL and with lone surrogates replaced by U+FFFD: what a text column accepts."""
+    if '\x00' in text:
+        text = text.replace('\x00', '')
+    if not text.isascii():
+        try:
+            text.encode('utf-8')
+        except UnicodeEncodeError:
+            text = _SURROGATE.sub('\ufffd', text)
+    return text
+
+
+def _make_storable(payload):
+    """Apply ``storable_text`` to every string of a parsed body, in place. Iterative: a body nested
+    as deep as the JSON parser allows must not exhaust the stack here."""
+    stack = [payload]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            items = [(storable_text(key), value) for key, value in node.items()]
+            node.clear()
+            node.update(items)
+            pairs = node.items()
+        else:
+            pairs = enumerate(node)
+        for key, value in list(pairs):
+            if isinstance(value, str):
+                node[key] = storable_text(value)
+            elif isinstance(value, (dict, list)):
+                stack.append(value)
 
 
 def _reject_constant(name):
@@ -273,29 +343,43 @@ def _check_envelope(payload):
         raise WebhookPayloadError('"entry" is not a list')
 
 
-def phone_number_ids(payload):
-    """The distinct ``metadata.phone_number_id`` of all changes, in order of appearance."""
-    found = []
-    for _entry, value in _change_values(payload):
-        phone_number_id = _metadata_phone_number_id(value)
-        if phone_number_id and phone_number_id not in found:
-            found.append(phone_number_id)
-    return found
+def phone_number_ids(payload, limit=MAX_ROUTING_IDS):
+    """The first ``limit`` distinct ``metadata.phone_number_id`` of the changes, in order of appearance.
+
+    Runs before authentication: linear in the body, and stops at ``limit`` (see ``MAX_ROUTING_IDS``).
+    """
+    return _first_distinct((_metadata_phone_number_id(value) for _entry, value in _change_values(payload)), limit)
 
 
-def waba_ids(payload):
-    """The distinct ``entry[].id`` (WhatsApp Business Account ids), for changes without metadata."""
-    found = []
-    for entry in _entries(payload):
-        waba_id = _id_str(entry.get('id'))
-        if waba_id and waba_id not in found:
-            found.append(waba_id)
-    return found
+def waba_ids(payload, limit=MAX_ROUTING_IDS):
+    """The first ``limit`` distinct ``entry[].id`` (WhatsApp Business Account ids), for changes without
+    metadata; linear and capped like ``phone_number_ids``."""
+    return _first_distinct((_id_str(entry.get('id')) for entry in _entries(payload)), limit)
+
+
+def _first_distinct(ids, limit):
+    found = {}
+    for identifier in ids:
+        if identifier:
+            found[identifier] = None
+            if len(found) >= limit:
+                break
+    return list(found)
+
+
+def ids_for_log(ids, shown=3, width=24):
+    """A short log text for ids read from an unauthenticated body: how many, and the first few,
+    truncated and quoted (a log line must not grow with what a stranger posts)."""
+    count = f'{len(ids)}+' if len(ids) >= MAX_ROUTING_IDS else str(len(ids))
+    sample = [repr(identifier if len(identifier) <= width else identifier[:width] + '…') for identifier in ids[:shown]]
+    if len(ids) > shown:
+        sample.append('…')
+    return f'{count} [{", ".join(sample)}]'
 
 
 def _entries(payload):
     entries = payload.get('entry') if isinstance(payload, dict) else None
-    return [entry for entry in entries if isinstance(entry, dict)] if isinstance(entries, list) else []
+    return (entry for entry in entries if isinstance(entry, dict)) if isinstance(entries, list) else ()
 
 
 def _change_values(payload):
@@ -320,21 +404,25 @@ class _Change(NamedTuple):
     field: str
     value: dict
     time: object  # entry.time: tells a repeated template event from a redelivered one
+    received_at: datetime  # naive UTC: when we received the body, the latest time an event can have
 
 
-def extract_events(payload):
+def extract_events(payload, received_at=None):
     """Every event of a parsed body, in order; malformed parts come out as ``InvalidItem``.
 
-    Raises ``WebhookPayloadError`` only when ``payload`` is not a WABA envelope at all.
+    ``received_at`` (naive UTC, default now) is when the body arrived: event times later than that
+    are Meta's mistake or a forgery, and become it. Raises ``WebhookPayloadError`` only when ``payload``
+    is not a WABA envelope at all.
     """
     _check_envelope(payload)
+    received_at = received_at or datetime.now(timezone.utc).replace(tzinfo=None)
     events = []
     for entry in payload['entry']:
-        events.extend(_entry_events(entry))
+        events.extend(_entry_events(entry, received_at))
     return events
 
 
-def _entry_events(entry):
+def _entry_events(entry, received_at):
     if not isinstance(entry, dict):
         return [_invalid('entry', 'entry is not an object', entry)]
     waba_id = _id_str(entry.get('id'))
@@ -343,11 +431,11 @@ def _entry_events(entry):
         return [_invalid('entry', 'entry has no "changes" list', entry, waba_id=waba_id)]
     events = []
     for change in changes:
-        events.extend(_change_events(change, waba_id, entry.get('time')))
+        events.extend(_change_events(change, waba_id, entry.get('time'), received_at))
     return events
 
 
-def _change_events(change, waba_id, time):
+def _change_events(change, waba_id, time, received_at):
     if not isinstance(change, dict):
         return [_invalid('change', 'change is not an object', change, waba_id=waba_id)]
     field, value = change.get('field'), change.get('value')
@@ -355,9 +443,11 @@ def _change_events(change, waba_id, time):
         return [_invalid('change', 'change has no "field"', change, waba_id=waba_id)]
     if not isinstance(value, dict):
         return [_invalid('change', f'"{field}" change has no "value" object', change, waba_id=waba_id)]
-    ctx = _Change(waba_id, _metadata_phone_number_id(value), field, value, time)
+    ctx = _Change(waba_id, _metadata_phone_number_id(value), field, value, time, received_at)
     if field == FIELD_MESSAGES:
         return _messages_change_events(ctx)
+    if field == FIELD_USER_PREFERENCES:
+        return _preferences_change_events(ctx)
     reader = _TEMPLATE_READERS.get(field)
     if reader is None:
         return [UnsupportedChange(**_common(ctx, f'change:{field}:{_digest([time, value])}', value),
@@ -382,6 +472,30 @@ def _messages_change_events(ctx):
     if 'errors' in ctx.value:
         events.append(_webhook_errors(ctx))
     return events
+
+
+def _preferences_change_events(ctx):
+    if ctx.phone_number_id is None:
+        return [_invalid('change', 'user_preferences change has no metadata.phone_number_id', ctx.value,
+                         waba_id=ctx.waba_id)]
+    items = ctx.value.get('user_preferences')
+    if not isinstance(items, list):
+        return [_invalid('preference', '"user_preferences" is not a list', items, ctx=ctx)]
+    return [_guarded(_preference_event, ctx, item, 'preference', ctx, item) for item in items]
+
+
+def _preference_event(ctx, item):
+    wa_id = _phone_digits(item.get('wa_id'))
+    if not wa_id:
+        raise _InvalidItemError('preference has no valid "wa_id"')
+    category, value = _text(item.get('category')), (_text(item.get('value')) or '').lower()
+    if category != MARKETING_PREFERENCE or value not in ('stop', 'resume'):
+        return UnsupportedChange(**_common(ctx, f'preference:{_digest(item)}', item),
+                                 field=f'{FIELD_USER_PREFERENCES}:{category}:{value}')
+    timestamp = _event_time(item.get('timestamp'), 'preference', ctx)
+    return MarketingPreference(
+        **_common(ctx, f'preference:{ctx.phone_number_id}:{wa_id}:{value}:{_digest(item)}', item),
+        wa_id=wa_id, stopped=value == 'stop', detail=_text(item.get('detail')), timestamp=timestamp)
 
 
 def _guarded(reader, ctx, raw, kind, *args):
@@ -457,7 +571,7 @@ def _sender_card(contact):
 
 def _message_event(ctx, message, contacts):
     wamid = _require_id(message.get('id'), 'message has no "id"')
-    timestamp = _require_timestamp(message.get('timestamp'), 'message')
+    timestamp = _event_time(message.get('timestamp'), 'message', ctx)
     message_type = message.get('type')
     if not isinstance(message_type, str) or not message_type:
         raise _InvalidItemError('message has no "type"')
@@ -628,7 +742,7 @@ def _status_event(ctx, status, contacts):
     value = status.get('status')
     if not isinstance(value, str) or not _STATUS_VALUE.fullmatch(value):
         raise _InvalidItemError('status has no valid "status" value')
-    timestamp = _require_timestamp(status.get('timestamp'), 'status')
+    timestamp = _event_time(status.get('timestamp'), 'status', ctx)
     recipient = status.get('recipient_id')
     recipient_id = _phone_digits(recipient)
     bsuid = _text(status.get('recipient_user_id')) or (recipient if _is_bsuid(recipient) else None)
@@ -641,7 +755,7 @@ def _status_event(ctx, status, contacts):
         recipient_id=recipient_id,
         recipient_bsuid=bsuid or (contacts.by_key.get(recipient_id) or _NO_CARD)['user_id'],
         conversation_id=_id_str(conversation.get('id')),
-        conversation_expiration=_timestamp(conversation.get('expiration_timestamp')),
+        conversation_expiration=_expiration(conversation.get('expiration_timestamp'), ctx),
         conversation_origin=_text(_dict(conversation.get('origin')).get('type')),
         pricing_billable=billable if isinstance(billable, bool) else None,
         pricing_model=_text(pricing.get('pricing_model')),
@@ -860,11 +974,18 @@ def _timestamp(value):
         return None
 
 
-def _require_timestamp(value, what):
+def _event_time(value, what, ctx):
+    """When a message or status happened: its timestamp, or the receipt time when it claims a later
+    one (see ``_CLOCK_SKEW``); unreadable or unrepresentable, the item is invalid."""
     timestamp = _timestamp(value)
     if timestamp is None:
         raise _InvalidItemError(f'{what} has no valid "timestamp"')
-    return timestamp
+    return ctx.received_at if timestamp > ctx.received_at + _CLOCK_SKEW else timestamp
+
+
+def _expiration(value, ctx):
+    expiration = _timestamp(value)
+    return expiration if expiration is not None and expiration <= ctx.received_at + _MAX_EXPIRATION_AHEAD else None
 
 
 def _errors(value):
@@ -875,8 +996,10 @@ def _meta_error(error):
     code = error.get('code')
     if isinstance(code, str) and code.isascii() and code.isdigit() and len(code) < 10:
         code = int(code)
+    if not isinstance(code, int) or isinstance(code, bool) or abs(code) > _MAX_ERROR_CODE:
+        code = None
     return MetaError(
-        code=code if isinstance(code, int) and not isinstance(code, bool) else None,
+        code=code,
         title=_text(error.get('title')),
         message=_text(error.get('message')),
         details=_text(_dict(error.get('error_data')).get('details')),

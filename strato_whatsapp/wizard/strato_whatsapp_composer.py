@@ -89,6 +89,8 @@ class StratoWhatsappComposer(models.TransientModel):
 
     def action_send(self):
         self.ensure_one()
+        if not self.lead_ids:  # also what a user sees of leads they cannot read
+            raise UserError(_("Choose the leads to write to."))
         if self.mode == "template" and not self.template_id:
             raise UserError(_("Choose an approved template."))
         if self.mode == "text" and not (self.body or self.attachment):
