@@ -14,3 +14,4 @@ from . import strato_whatsapp_message_chat
 from . import strato_whatsapp_conversation_inbox
 from . import crm_lead_chat
 from . import ir_websocket
+from . import mail_notification

@@ -144,10 +144,36 @@ class StratoWhatsappMessage(models.Model):
 
     @api.model_create_multi
     def create(self, vals_list):
+        """Whoever creates an outbound message in state ``queued`` (the composer, the chat, a server
+        action, another module, an import, an integration over RPC), the send cron picks it up: without a
+        due time it is due now, and the cron is woken. Its note and delivery status appear on its lead."""
+        now = fields.Datetime.now()
+        for vals in vals_list:
+            if vals.get("direction") == "outbound" and vals.get("state", "queued") == "queued" \
+                    and not vals.get("next_attempt_at"):
+                vals["next_attempt_at"] = now
         messages = self._create_with_leads(vals_list)
+        outbound = messages.filtered(lambda message: message.direction == "outbound")
+        if outbound:
+            outbound._post_outbound_to_chatter()
+            outbound._touch_conversations_outbound()
+            if any(message.state == "queued" for message in outbound):
+                # sudo: the addon's own cron; waking it sends nothing the queue would not send anyway.
+                self.env.ref("strato_whatsapp.ir_cron_whatsapp_send").sudo()._trigger()
         if any(vals.get("wamid") and vals.get("direction") == "outbound" for vals in vals_list):
-            self.env["strato.whatsapp.early.status"]._apply_for(messages.filtered(lambda m: m.direction == "outbound"))
+            self.env["strato.whatsapp.early.status"]._apply_for(outbound)
         return messages
+
+    def _touch_conversations_outbound(self):
+        """The inbox sorts by the last message either way: an agent's message moves its conversation too."""
+        latest = {}
+        for message in self:
+            conversation = message.conversation_id
+            latest[conversation] = max(latest.get(conversation, message.message_at), message.message_at)
+        for conversation, when in latest.items():
+            if not conversation.last_message_at or conversation.last_message_at < when:
+                # sudo: the message was created by someone allowed to; the conversation's time follows it.
+                conversation.sudo().last_message_at = when
 
     def write(self, vals):
         result = super().write(vals)
@@ -543,12 +569,13 @@ class StratoWhatsappMessage(models.Model):
             if not self[timestamp_field]:
                 values[timestamp_field] = event.timestamp
         values = {key: value for key, value in values.items() if self[key] != value}
-        if values:
-            self.write(values)
-            if values.get("state") == "failed":
+        new_state = values.pop("state", None)
+        if new_state:
+            self._set_state(new_state, **values)
+            if new_state == "failed":
                 self._log_failure_on_lead()
-            if "state" in values:
-                self._notify_chat()
+        elif values:
+            self.write(values)
 
     @api.model
     def _status_pricing_values(self, event):

@@ -12,7 +12,6 @@ from markupsafe import Markup
 
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
-from odoo.tools.mail import plaintext2html
 from odoo.tools.sql import create_index
 
 from .. import const
@@ -82,7 +81,12 @@ class StratoWhatsappMessageOutbound(models.Model):
 
     _inherit = "strato.whatsapp.message"
 
-    payload = fields.Json(copy=False, help="What is sent to Meta, without the recipient.")
+    payload = fields.Json(
+        "Frozen Template Parameters", copy=False,
+        help="For a template message: its parameters (header, body and buttons) as rendered for the lead when "
+             "the message was queued, so what the agent previewed is what goes out. Everything else (the "
+             "recipient, the text, the file, the message it replies to) is read from the message when it is "
+             "sent. Empty for other messages; a template message without it is rendered at send time.")
     failure_type = fields.Selection(FAILURE_TYPES, readonly=True, copy=False)
     sending_started_at = fields.Datetime(readonly=True, copy=False)
 
@@ -138,12 +142,8 @@ class StratoWhatsappMessageOutbound(models.Model):
         values = [dict(lead_values, conversation_id=conversations[lead].id) for lead, (_link, lead_values) in ready.items()]
         # sudo: users read messages but never write them directly: what a message says, and where it
         # stands, is the queue's record. Their right to write to these leads was checked by the plan.
-        messages = self.sudo().create(values).with_env(self.env)
-        messages._post_outbound_to_chatter()
-        if messages:
-            # sudo: the addon's own cron; waking it sends nothing the queue would not send anyway.
-            self.env.ref("strato_whatsapp.ir_cron_whatsapp_send").sudo()._trigger()
-        return messages, skipped
+        # (create posts the notes and wakes the send cron, whoever creates queued messages)
+        return self.sudo().create(values).with_env(self.env), skipped
 
     @api.model
     def _enqueue_refusal(self, lead, link, template):
@@ -171,17 +171,13 @@ class StratoWhatsappMessageOutbound(models.Model):
         }
         if template:
             values.update(message_type="template", template_id=template.id, body=template._render_text(lead),
-                          payload={"type": "template", "template": {
-                              "name": template.name, "language": {"code": template.language},
-                              "components": template._components_for(lead)}})
+                          payload={"components": template._components_for(lead)})
         elif attachment:
             media_type = self._media_type_for(attachment.mimetype)
             values.update(message_type=media_type, body=body or False, media_filename=attachment.name,
-                          media_mime_type=attachment.mimetype, attachment_ids=[(4, attachment.id)],
-                          payload={"type": media_type, "caption": body or None, "filename": attachment.name})
+                          media_mime_type=attachment.mimetype, attachment_ids=[(4, attachment.id)])
         else:
-            values.update(message_type="text", body=body,
-                          payload={"type": "text", "text": {"body": body, "preview_url": "http" in body}})
+            values.update(message_type="text", body=body)
         return values
 
     @api.model
@@ -192,47 +188,56 @@ class StratoWhatsappMessageOutbound(models.Model):
         return "document"
 
     def _post_outbound_to_chatter(self):
-        """A note per message (no e-mail to followers); its status line follows the message."""
-        for message in self.filtered("lead_id"):
+        """A note per message on its lead (no e-mail to followers), with a WhatsApp delivery notification
+        that shows the message's state as Odoo shows e-mail and SMS deliveries."""
+        values = []
+        for message in self.filtered(lambda message: message.lead_id and not message.mail_message_id):
             note = message.lead_id._message_log(body=message._chatter_note_body())
-            # sudo: links the message to its own chatter note, logged just above on a lead the caller may write
-            # to.
+            # sudo: links the message to its own chatter note, logged just above on its lead; users do not
+            # write messages.
             message.sudo().mail_message_id = note
+            values.append({
+                "mail_message_id": note.id, "author_id": note.author_id.id, "notification_type": "whatsapp",
+                "res_partner_id": message.lead_id.partner_id.id or message.conversation_id.partner_id.id or False,
+                "strato_whatsapp_message_id": message.id, "is_read": True,
+                **self.env["mail.notification"]._strato_whatsapp_values(message),
+            })
+        # sudo: notifications are mail's technical records, created for the notes logged just above.
+        self.env["mail.notification"].sudo().create(values)
 
-    def _chatter_note_body(self, state_labels=None):
+    def _chatter_note_body(self):
         self.ensure_one()
-        state_labels = state_labels or dict(self._fields["state"]._description_selection(self.env))
-        status = state_labels.get(self.state)
-        if self.state == "failed" and self.error_message:
-            status = f"{status}: {self.error_message}"
-        return Markup('<p class="o_strato_whatsapp"><i class="fa fa-whatsapp" title="WhatsApp"/> %s</p>'
-                      '<p class="text-muted small">%s</p>') % (
-            plaintext2html(self._chatter_text() or ""), _("WhatsApp status: %s", status))
+        lines = (self._chatter_text() or "").splitlines()
+        return Markup('<p class="o_strato_whatsapp"><i class="fa fa-whatsapp" title="WhatsApp"></i> %s</p>') % \
+            Markup("<br>").join(lines)
 
-    def _refresh_chatter_notes(self):
-        """Rewrite the status line of these messages' chatter notes, in one statement.
+    def _set_state(self, state, **values):
+        """The one way an outbound message changes state (queue, claim, send, fail, Meta's statuses,
+        retry): the row, then what users see of it. The send loop's batched claim and "sent" are the
+        same change made by one statement for many rows (``_claim``, ``_mark_sent``), followed by
+        ``_show_state`` too."""
+        self.write(dict(values, state=state))
+        self._show_state()
 
-        The notes are ours (logged by ``_post_outbound_to_chatter``) and nothing derives from their body,
-        so a direct update is safe and keeps the send loop fast."""
-        with_note = self.filtered("mail_message_id")
-        if not with_note:
+    def _show_state(self):
+        """Bring the delivery notifications of these messages in line with their state, and tell the
+        open chatters (the authors' and the current user's) so their icons change live."""
+        outbound = self.filtered(lambda message: message.direction == "outbound" and message.mail_message_id)
+        if not outbound:
             return
-        note_ids, bodies = [], []
-        # In the language of whoever wrote it (or the salesperson), not the cron's.
-        by_lang = with_note.grouped(lambda message: message.author_id.lang or message.lead_id._whatsapp_lang() or "")
-        for lang, messages in by_lang.items():
-            messages = messages.with_context(lang=lang) if lang else messages
-            state_labels = dict(self._fields["state"]._description_selection(messages.env))
-            note_ids += [message.mail_message_id.id for message in messages]
-            bodies += [str(message._chatter_note_body(state_labels)) for message in messages]
-        notes = with_note.mail_message_id
-        self.env["mail.message"].flush_model(["body"])
-        self.env.cr.execute("""
-            UPDATE mail_message AS note SET body = refreshed.body
-              FROM unnest(%s::int[], %s::text[]) AS refreshed(id, body)
-             WHERE note.id = refreshed.id
-        """, [note_ids, bodies])
-        notes.invalidate_recordset(["body"])
+        # sudo: notifications are mail's technical records; these are the messages' own.
+        notifications = self.env["mail.notification"].sudo().search([("strato_whatsapp_message_id", "in", outbound.ids)])
+        by_values = {}
+        Notification = self.env["mail.notification"]
+        for notification in notifications:
+            values = Notification._strato_whatsapp_values(notification.strato_whatsapp_message_id)
+            key = tuple(sorted(values.items()))
+            by_values[key] = by_values.get(key, notifications.browse()) | notification
+        for key, group in by_values.items():
+            changed = group.filtered(lambda notification: any(notification[fname] != value for fname, value in key))
+            if changed:
+                changed.write(dict(key))
+        outbound.mail_message_id._notify_message_notification_update()
 
     # ------------------------------------------------------------------
     # The send cron
@@ -357,6 +362,7 @@ class StratoWhatsappMessageOutbound(models.Model):
                  WHERE id IN %s
             """, [fields.Datetime.now(), tuple(batch.ids)])
             batch.invalidate_recordset(["state", "sending_started_at", "attempt_count"])
+            batch._show_state()
             self._commit()
             # Hold the rows while sending: a status webhook for one of them waits for our commit (and is
             # retried) instead of making our final update fail and roll the whole batch back.
@@ -397,6 +403,9 @@ class StratoWhatsappMessageOutbound(models.Model):
             return self._request_payload(client)
         except graph_api.GraphApiError as error:
             return self._handle_send_error(error)
+        except UserError as error:  # a template value missing for the lead, a field no longer allowed...
+            self._fail("template" if self.message_type == "template" else "parameter", str(error))
+            return True
         except Exception as error:  # noqa: BLE001 - one broken message must not abort the batch
             _logger.exception("WhatsApp message %s could not be prepared", self.id)
             self._fail("unknown", _("The message could not be prepared for sending: %s", error))
@@ -418,7 +427,7 @@ class StratoWhatsappMessageOutbound(models.Model):
               [message.id for message, _wamid in sent], [wamid for _message, wamid in sent]])
         messages.invalidate_recordset(["state", "wamid", "sent_at", "next_attempt_at", "failure_type",
                                        "error_code", "error_message", "write_date", "write_uid"])
-        messages._refresh_chatter_notes()
+        messages._show_state()
         self.env["strato.whatsapp.early.status"]._apply_for(messages)
 
     def _send_refusal(self):
@@ -428,6 +437,10 @@ class StratoWhatsappMessageOutbound(models.Model):
             return "invalid_number", _("The contact has no valid WhatsApp number.")
         if self.message_type == "template" and not self.template_id:
             return "template", _("A template message needs its template.")
+        if self.message_type == "text" and not (self.body or "").strip():
+            return "parameter", _("The message has no text.")
+        if self.message_type not in ("text", "template", *const.MEDIA_TYPES):
+            return "parameter", _("Messages of this type cannot be sent from Odoo.")
         # sudo: send time (cron); attachments of queued messages are read to be sent, not shown.
         if self.message_type in const.MEDIA_TYPES and not self.media_id and not self.attachment_ids[:1].sudo().raw:
             return "parameter", _("The file to send is gone.")
@@ -455,39 +468,41 @@ class StratoWhatsappMessageOutbound(models.Model):
         return None
 
     def _request_payload(self, client):
-        """The Graph API body for this message: its stored payload plus recipient, reply and callback."""
-        payload = dict(self.payload or {})
-        msg_type = payload.pop("type", self.message_type)
-        if msg_type in const.MEDIA_TYPES:
-            payload = self._media_object(client, msg_type, payload)
-        content = payload.get(msg_type, payload)
-        if msg_type == "template" and self.template_id:
-            content = self.template_id._ready_to_send(client, content)
+        """The Graph API body for this message, built now from its own fields (text, file, reply-to,
+        recipient): what the record says when it is sent is what goes out. Only a template's parameters
+        are frozen, as they were rendered when the message was queued (see ``payload``)."""
         conversation = self.conversation_id
-        request = {
-            "messaging_product": const.MESSAGING_PRODUCT,
-            "recipient_type": "individual",
-            **graph_api.recipient_fields(to=conversation.wa_id or None, bsuid=None if conversation.wa_id else conversation.bsuid),
-            "type": msg_type,
-            msg_type: content,
-            "biz_opaque_callback_data": f"{CALLBACK_PREFIX}{self.id}",
-        }
-        if self.reply_to_wamid:
-            request["context"] = {"message_id": self.reply_to_wamid}
-        return request
+        common = {"to": conversation.wa_id or None, "bsuid": None if conversation.wa_id else conversation.bsuid,
+                  "reply_to": self.reply_to_wamid or None, "callback_data": f"{CALLBACK_PREFIX}{self.id}"}
+        if self.message_type == "template":
+            template = self.template_id
+            request = graph_api.build_template_payload(
+                name=template.name, language=template.language, components=self._template_components(), **common)
+            request["template"] = template._ready_to_send(client, request["template"])
+            return request
+        if self.message_type in const.MEDIA_TYPES:
+            return graph_api.build_media_payload(
+                media_type=self.message_type, media_id=self._uploaded_media_id(client),
+                caption=(self.body or None) if self.message_type in const.MEDIA_CAPTION_TYPES else None,
+                filename=self.media_filename or None, **common)
+        return graph_api.build_text_payload(body=self.body, preview_url="http" in self.body, **common)
 
-    def _media_object(self, client, media_type, payload):
+    def _template_components(self):
+        """Meta's parameter blocks: frozen at Send, else (a message created without them, e.g. by an
+        import) rendered for the lead now."""
+        frozen = self.payload or {}
+        if "components" in frozen:
+            return frozen["components"]
+        if isinstance(frozen.get("template"), dict):  # queued before the parameters were kept on their own
+            return frozen["template"].get("components") or []
+        return self.template_id._components_for(self.lead_id)
+
+    def _uploaded_media_id(self, client):
         if not self.media_id:
             # sudo: send time (cron); the attachment is uploaded to Meta, not shown to anyone.
             attachment = self.attachment_ids[:1].sudo()
-            uploaded = client.upload_media(attachment.raw, attachment.mimetype, attachment.name)
-            self.media_id = uploaded["id"]
-        media = {"id": self.media_id}
-        if payload.get("caption") and media_type in const.MEDIA_CAPTION_TYPES:
-            media["caption"] = payload["caption"]
-        if media_type == "document" and payload.get("filename"):
-            media["filename"] = payload["filename"]
-        return {media_type: media}
+            self.media_id = client.upload_media(attachment.raw, attachment.mimetype, attachment.name)["id"]
+        return self.media_id
 
     def _handle_send_error(self, error):
         if isinstance(error, graph_api.OutcomeUnknownError):
@@ -523,15 +538,14 @@ class StratoWhatsappMessageOutbound(models.Model):
 
     def _requeue(self, delay, count_attempt=True):
         jitter = random.uniform(0, min(delay, 10) * 0.2)
-        values = {"state": "queued", "next_attempt_at": fields.Datetime.now() + timedelta(seconds=delay + jitter)}
+        values = {"next_attempt_at": fields.Datetime.now() + timedelta(seconds=delay + jitter)}
         if not count_attempt:
             values["attempt_count"] = max(self.attempt_count - 1, 0)
-        self.write(values)
+        self._set_state("queued", **values)
 
     def _fail(self, failure_type, reason, code=None):
-        self.write({"state": "failed", "failure_type": failure_type, "error_message": reason,
-                    "error_code": code or 0, "failed_at": fields.Datetime.now(), "next_attempt_at": False})
-        self._refresh_chatter_notes()
+        self._set_state("failed", failure_type=failure_type, error_message=reason, error_code=code or 0,
+                        failed_at=fields.Datetime.now(), next_attempt_at=False)
         self._log_failure_on_lead()
 
     def _block_account(self, error):
@@ -541,8 +555,7 @@ class StratoWhatsappMessageOutbound(models.Model):
         self.account_id.sudo()._stop_sending(error)
 
     def _mark_outcome_unknown(self, reason):
-        self.write({"state": "unknown", "error_message": reason, "next_attempt_at": False})
-        self._refresh_chatter_notes()
+        self._set_state("unknown", error_message=reason, next_attempt_at=False)
 
     @api.model
     def _recover_stale_sending(self):
@@ -578,7 +591,6 @@ class StratoWhatsappMessageOutbound(models.Model):
             raise AccessError(_("Only a WhatsApp administrator can retry a message that belongs to no lead."))
         # sudo: the caller may write to the messages' leads (checked above); users never write messages,
         # the queue does, and these values are the queue's own.
-        retryable.sudo().write({"state": "queued", "next_attempt_at": fields.Datetime.now(), "attempt_count": 0,
-                         "failure_type": False, "error_code": 0, "error_message": False, "failed_at": False})
-        retryable._refresh_chatter_notes()
+        retryable.sudo()._set_state("queued", next_attempt_at=fields.Datetime.now(), attempt_count=0,
+                                    failure_type=False, error_code=0, error_message=False, failed_at=False)
         self.env.ref("strato_whatsapp.ir_cron_whatsapp_send").sudo()._trigger()  # sudo: the addon's own cron

@@ -14,3 +14,4 @@ from . import test_templates
 from . import test_chat
 from . import test_chat_tour
 from . import test_security
+from . import test_outbound_contract

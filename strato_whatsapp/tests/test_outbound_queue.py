@@ -32,6 +32,10 @@ class OutboundCase(WithGraphSimulator, WhatsappCase):
     def _send(self):
         self.Message._cron_send()
 
+    def _notification(self, message):
+        """The delivery notification Odoo's chatter shows for ``message`` (as for e-mail and SMS)."""
+        return self.env["mail.notification"].search([("strato_whatsapp_message_id", "=", message.id)])
+
     def _sent_payloads(self):
         return [request["json"] for request in self.simulator.requests(path_contains="/messages")]
 
@@ -44,7 +48,8 @@ class TestOutboundQueue(OutboundCase):
         self.assertFalse(skipped)
         self.assertRecordValues(messages, [{"state": "queued", "direction": "outbound", "message_type": "text",
                                             "conversation_id": self.conversation.id}])
-        self.assertIn("Queued", messages.mail_message_id.body)
+        self.assertRecordValues(self._notification(messages), [{
+            "notification_type": "whatsapp", "notification_status": "ready", "mail_message_id": messages.mail_message_id.id}])
         self._send()
         self.assertEqual(messages.state, "sent")
         self.assertTrue(messages.wamid.startswith("wamid."))
@@ -53,7 +58,7 @@ class TestOutboundQueue(OutboundCase):
             "messaging_product": "whatsapp", "recipient_type": "individual", "to": "34600000201",
             "type": "text", "text": {"body": "¿Le viene bien el jueves?", "preview_url": False},
             "biz_opaque_callback_data": f"swa:{messages.id}"}])
-        self.assertIn("Sent", messages.mail_message_id.body)
+        self.assertEqual(self._notification(messages).notification_status, "pending", "Odoo's 'Sent'")
         self.assertEqual(messages.mail_message_id.subtype_id, self.env.ref("mail.mt_note"),
                          "a note: followers get no e-mail for it")
 
@@ -167,7 +172,9 @@ class TestOutboundErrors(OutboundCase):
         self.assertRecordValues(message, [{"state": "failed", "failure_type": "recipient", "error_code": 131026}])
         self.assertIn("undeliverable", message.error_message)
         self.assertIn("131026", self.lead.message_ids[0].body)
-        self.assertIn("Failed", message.mail_message_id.body)
+        self.assertRecordValues(self._notification(message), [{
+            "notification_status": "exception", "failure_type": "whatsapp_recipient"}])
+        self.assertIn("undeliverable", self._notification(message).failure_reason)
 
     @mute_logger(OUTBOUND_LOGGER)
     def test_invalid_token_stops_the_account_and_tells_admins(self):
@@ -353,13 +360,17 @@ class TestOutboundRobustness(OutboundCase):
 @tagged("post_install", "-at_install")
 class TestChatterNoteLanguage(OutboundCase):
 
-    def test_status_line_speaks_the_writers_language_not_the_crons(self):
+    def test_note_is_the_message_and_the_status_is_odoos_own(self):
+        """The note holds what was written (no status text in a language chosen by whoever ran the cron);
+        the status is a notification, which the web client labels in each reader's language."""
         self.env["res.lang"]._activate_lang("es_ES")
-        self.env["ir.module.module"]._load_module_terms(["strato_whatsapp"], ["es_ES"], overwrite=True)
         self.salesman.lang = "es_ES"
         Message = self.env["strato.whatsapp.message"].with_user(self.salesman)
-        message, _skipped = Message._enqueue_for_leads(self.lead.with_user(self.salesman), body="Hola")
+        message, _skipped = Message._enqueue_for_leads(self.lead.with_user(self.salesman), body="Hola\nadiós")
         message = message.sudo()
-        self._send()  # the cron runs in English
+        self._send()
         self.assertEqual(message.state, "sent")
-        self.assertIn("Estado de WhatsApp", message.mail_message_id.body)
+        body = str(message.mail_message_id.body)
+        self.assertEqual(body, '<p class="o_strato_whatsapp"><i class="fa fa-whatsapp" title="WhatsApp"></i> '
+                               'Hola<br>adiós</p>')
+        self.assertEqual(self._notification(message).notification_status, "pending")

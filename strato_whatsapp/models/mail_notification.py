@@ -1,0 +1,56 @@
+from odoo import api, fields, models
+
+# How a WhatsApp message's state reads in Odoo's delivery icons (the ones e-mail and SMS show).
+NOTIFICATION_STATUS = {
+    "queued": "ready",
+    "sending": "process",
+    "sent": "pending",
+    "delivered": "sent",
+    "read": "sent",
+    "failed": "exception",
+    "unknown": "exception",
+}
+
+
+class MailNotification(models.Model):
+    """WhatsApp delivery status on the chatter note of an outbound message, shown the way Odoo shows it
+    for e-mail and SMS (icon, status, failure reason, the failures menu), and updated live."""
+
+    _inherit = "mail.notification"
+
+    notification_type = fields.Selection(selection_add=[("whatsapp", "WhatsApp")], ondelete={"whatsapp": "cascade"})
+    strato_whatsapp_message_id = fields.Many2one(
+        "strato.whatsapp.message", "WhatsApp Message", index="btree_not_null", ondelete="cascade")
+    failure_type = fields.Selection(selection_add=[
+        ("whatsapp_window_closed", "WhatsApp: reply window closed"),
+        ("whatsapp_opted_out", "WhatsApp: contact opted out"),
+        ("whatsapp_invalid_number", "WhatsApp: no valid number"),
+        ("whatsapp_template", "WhatsApp: template problem"),
+        ("whatsapp_recipient", "WhatsApp: recipient unreachable"),
+        ("whatsapp_parameter", "WhatsApp: invalid content"),
+        ("whatsapp_account", "WhatsApp: number blocked"),
+        ("whatsapp_retries_exhausted", "WhatsApp: too many failed attempts"),
+        ("whatsapp_outcome_unknown", "WhatsApp: outcome unknown"),
+        ("whatsapp_unknown", "WhatsApp: other error"),
+    ])
+
+    def _filtered_for_web_client(self):
+        # Shown whatever the recipient: a WhatsApp contact often has no partner, and the agent wants the
+        # ticks of every message they sent.
+        return super()._filtered_for_web_client() | self.filtered(
+            lambda notification: notification.notification_type == "whatsapp")
+
+    @api.model
+    def _strato_whatsapp_values(self, message):
+        """What the notification of ``message`` says now."""
+        if message.state == "unknown":
+            failure_type = "whatsapp_outcome_unknown"
+        elif message.state == "failed":
+            failure_type = f"whatsapp_{message.failure_type or 'unknown'}"
+        else:
+            failure_type = False
+        return {
+            "notification_status": NOTIFICATION_STATUS.get(message.state, "ready"),
+            "failure_type": failure_type,
+            "failure_reason": (message.error_message or False) if failure_type else False,
+        }
