@@ -129,6 +129,9 @@ MEDIA_RETRY_MAX_ATTEMPTS = 3
 DEFAULT_THROUGHPUT_MPS = 80  # messages per second per phone number (Meta's default tier)
 SHARED_NUMBER_THROUGHPUT_MPS = 20  # numbers also used in the WhatsApp Business app
 PAIR_RATE_LIMIT_SECONDS = 6  # one message every ~6 s to the same user (else 131056)
+# Meta lets a burst of up to 45 messages go to one user, borrowed from the time to come; we keep well
+# under it (an agent's handful of photos, a template and its follow-up), and wait for the rest.
+PAIR_BURST = 10
 
 # ---------------------------------------------------------------------------
 # Messages, media and templates

@@ -1,5 +1,9 @@
+import logging
+
 from odoo import _, api, fields, models
 from odoo.exceptions import ValidationError
+
+_logger = logging.getLogger(__name__)
 
 
 class IrActionsServer(models.Model):
@@ -26,11 +30,26 @@ class IrActionsServer(models.Model):
                 raise ValidationError(_("Choose a WhatsApp template or write the text to send."))
 
     def _run_action_strato_whatsapp_multi(self, eval_context=None):
+        """Send to the leads the action runs on, at most once per lead and action in a transaction (an
+        "On save" rule fires again at every recomputation of the lead's stored fields while it is created),
+        and not again when the same template or text went to the lead's number within the repeat window
+        (``strato_whatsapp.automation_repeat_hours``, 24 by default; 0 turns it off): automations repeat,
+        customers should not be spammed, and Meta lowers the number's quality for it."""
         records = eval_context.get("records") or eval_context.get("record")
         if not records or self._is_recompute():
             return False
+        done = self.env.cr.precommit.data.setdefault("strato_whatsapp.automation_done", set())
+        leads = records.filtered(lambda lead: (self.id, lead.id) not in done)
+        done.update((self.id, lead.id) for lead in leads)
         template = self.strato_whatsapp_template_id
-        self.env["strato.whatsapp.message"]._enqueue_for_leads(
-            records, body=None if template else self.strato_whatsapp_body, template=template or None,
-            account=template.account_id or None)
+        body = None if template else self.strato_whatsapp_body
+        Message = self.env["strato.whatsapp.message"]
+        repeated = Message._recently_sent_to(leads, template=template or None, body=body)
+        if repeated:
+            _logger.info("WhatsApp action %s: not sent again to lead(s) %s within the repeat window",
+                         self.id, repeated.ids)
+        leads -= repeated
+        if leads:
+            Message._enqueue_for_leads(leads, body=body, template=template or None,
+                                       account=template.account_id or None)
         return False

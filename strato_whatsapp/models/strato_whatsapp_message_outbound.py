@@ -32,6 +32,8 @@ FAILURE_TYPES = [
     ("retries_exhausted", "Too Many Failed Attempts"),
     ("unknown", "Other Error"),
 ]
+# Hours during which an automation does not send the same template (or text) to a number again.
+DEFAULT_REPEAT_HOURS = 24
 SEND_BATCH_SIZE = 50
 # HTTP calls of one account in flight at once (threads that only talk HTTP; the ORM work stays in the
 # cron's thread): Meta's answer takes longer than preparing the next message, so they overlap.
@@ -146,6 +148,24 @@ class StratoWhatsappMessageOutbound(models.Model):
         return self.sudo().create(values).with_env(self.env), skipped
 
     @api.model
+    def _recently_sent_to(self, leads, template=None, body=None):
+        """The leads whose number got this template (or this text) within the repeat window, in any state
+        but failed: what an automation must not send again, and what the composer asks about."""
+        hours = int(self.env["ir.config_parameter"].sudo().get_param(  # sudo: reads the addon's own setting
+            "strato_whatsapp.automation_repeat_hours", DEFAULT_REPEAT_HOURS) or 0)
+        if not leads or hours <= 0 or not (template or body):
+            return leads.browse()
+        wa_ids = {lead: phone.wa_id_from_e164(lead.whatsapp_number) for lead in leads if lead.whatsapp_number}
+        domain = [("direction", "=", "outbound"), ("state", "not in", ("failed",)),
+                  ("create_date", ">=", fields.Datetime.now() - timedelta(hours=hours)),
+                  "|", ("lead_id", "in", leads.ids), ("conversation_id.wa_id", "in", list(set(wa_ids.values())))]
+        domain += [("template_id", "=", template.id)] if template else [("body", "=", body)]
+        # sudo: only which of the caller's leads were written to comes out, to avoid sending twice.
+        sent = self.sudo().search(domain)
+        sent_leads, sent_wa_ids = set(sent.lead_id.ids), set(sent.conversation_id.mapped("wa_id"))
+        return leads.filtered(lambda lead: lead.id in sent_leads or wa_ids.get(lead) in sent_wa_ids)
+
+    @api.model
     def _enqueue_refusal(self, lead, link, template):
         """Why ``lead`` cannot be sent this message, or None."""
         if not link or not (link.conversation or link.wa_id):
@@ -255,8 +275,23 @@ class StratoWhatsappMessageOutbound(models.Model):
                 self._send_account_queue(account, deadline)
             finally:
                 self._unlock_account(account)
+        cron = self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")
         if self._accounts_with_due_messages().filtered(lambda account: account._can_send()):
-            self.env.ref("strato_whatsapp.ir_cron_whatsapp_send")._trigger()
+            cron._trigger()
+        else:
+            self._trigger_at_next_due_time(cron)
+
+    @api.model
+    def _trigger_at_next_due_time(self, cron):
+        """Messages postponed (the contact's pair limit, a retry's backoff) go out when due, not at the
+        cron's next regular run a minute or more later."""
+        self.env.cr.execute("""
+            SELECT min(next_attempt_at) FROM strato_whatsapp_message
+             WHERE state = 'queued' AND direction = 'outbound' AND next_attempt_at > %s
+        """, [fields.Datetime.now()])
+        due = self.env.cr.fetchone()[0]
+        if due:
+            cron._trigger(at=due)
 
     @api.model
     def _accounts_with_due_messages(self):
@@ -289,7 +324,7 @@ class StratoWhatsappMessageOutbound(models.Model):
     @api.model
     def _send_account_queue(self, account, deadline):
         throttle = Throttle(account.messages_per_second or const.DEFAULT_THROUGHPUT_MPS, window=THROTTLE_WINDOW_SECONDS)
-        pairs = PairSpacing(const.PAIR_RATE_LIMIT_SECONDS)
+        pairs = PairSpacing(const.PAIR_RATE_LIMIT_SECONDS, burst=const.PAIR_BURST)
         client = account._graph_client()
         http_threads = _http_threads()
         while time.monotonic() < deadline:
@@ -317,6 +352,8 @@ class StratoWhatsappMessageOutbound(models.Model):
             try:
                 outcome = graph_api.extract_wamid(call.result())
             except graph_api.GraphApiError as error:
+                if error.code == const.PAIR_RATE_LIMIT_ERROR_CODE:
+                    pairs.exhaust(message.conversation_id.id)
                 outcome = message._handle_send_error(error)
             if isinstance(outcome, str):
                 sent.append((message, outcome))
@@ -377,13 +414,14 @@ class StratoWhatsappMessageOutbound(models.Model):
 
     @api.model
     def _seed_pair_spacing(self, batch, pairs):
+        # The sends of the last full refill of a burst, oldest first, decide what is left of each bucket.
         self.env.cr.execute("""
-            SELECT conversation_id, EXTRACT(EPOCH FROM (%s - max(sent_at)))
+            SELECT conversation_id, EXTRACT(EPOCH FROM (%s - sent_at))
               FROM strato_whatsapp_message
              WHERE conversation_id IN %s AND direction = 'outbound' AND sent_at > %s
-             GROUP BY conversation_id
+             ORDER BY sent_at
         """, [fields.Datetime.now(), tuple(batch.conversation_id.ids),
-              fields.Datetime.now() - timedelta(seconds=const.PAIR_RATE_LIMIT_SECONDS)])
+              fields.Datetime.now() - timedelta(seconds=const.PAIR_RATE_LIMIT_SECONDS * const.PAIR_BURST)])
         for conversation_id, seconds_ago in self.env.cr.fetchall():
             pairs.seed(conversation_id, float(seconds_ago))
 

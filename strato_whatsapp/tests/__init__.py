@@ -15,3 +15,4 @@ from . import test_chat
 from . import test_chat_tour
 from . import test_security
 from . import test_outbound_contract
+from . import test_automation_sends

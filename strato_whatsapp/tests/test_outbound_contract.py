@@ -72,6 +72,28 @@ class TestPlainCreate(ContractCase):
         self.assertEqual(sent["text"]["body"], "Versión corregida antes de salir")
         self.assertEqual(sent["context"], {"message_id": "wamid.original"})
 
+    def test_five_photos_to_one_contact_go_out_in_one_run(self):
+        """Meta allows short bursts to one user: a salesperson's photos of a flat do not wait 6 s each."""
+        photos = self.env["strato.whatsapp.message"]
+        for index in range(5):
+            attachment = self.env["ir.attachment"].create({
+                "name": f"salon{index}.png", "raw": b"\x89PNG\r\n\x1a\n" + bytes([index]) * 64, "mimetype": "image/png"})
+            photos |= self._create(message_type="image", attachment_ids=[(4, attachment.id)], body=f"Foto {index}")
+        self.env["strato.whatsapp.message"]._cron_send()
+        self.assertEqual(photos.mapped("state"), ["sent"] * 5)
+
+    def test_a_postponed_message_wakes_the_cron_when_it_is_due(self):
+        messages = self.env["strato.whatsapp.message"].browse()
+        for index in range(12):  # more than a burst: the last ones wait for the contact's bucket
+            messages |= self._create(body=f"Mensaje {index}")
+        self.env["ir.cron.trigger"].search([("cron_id", "=", self.send_cron.id)]).unlink()
+        self.env["strato.whatsapp.message"]._cron_send()
+        waiting = messages.filtered(lambda message: message.state == "queued")
+        self.assertTrue(waiting, "some wait for the pair limit")
+        first_due = min(waiting.mapped("next_attempt_at"))
+        triggers = self.env["ir.cron.trigger"].search([("cron_id", "=", self.send_cron.id)])
+        self.assertIn(first_due, triggers.mapped("call_at"), "woken when the first one is due, not a minute later")
+
     @mute_logger(OUTBOUND_LOGGER)
     def test_out_of_window_text_fails_with_the_window_reason(self):
         self.conversation.last_inbound_at = fields.Datetime.now() - timedelta(days=2)

@@ -7,6 +7,7 @@ from odoo.tests import tagged
 from odoo.tools import mute_logger
 
 from ..models.strato_whatsapp_message_outbound import SENDS_IN_FLIGHT
+from .. import const
 from .common import SIM_ACCOUNT, WhatsappCase, WithGraphSimulator
 
 OUTBOUND_LOGGER = "odoo.addons.strato_whatsapp.models.strato_whatsapp_message_outbound"
@@ -117,15 +118,17 @@ class TestOutboundQueue(OutboundCase):
         self.assertFalse(self._sent_payloads(), "nothing reached Meta")
         self.assertIn("template", self.lead.message_ids[0].body + messages.error_message)
 
-    def test_same_recipient_waits_for_the_pair_rate_limit(self):
-        first, _skipped = self.Message._enqueue_for_leads(self.lead, body="uno")
-        second, _skipped = self.Message._enqueue_for_leads(self.lead, body="dos")
+    def test_same_recipient_waits_for_the_pair_rate_limit_after_a_burst(self):
+        burst = self.Message.browse()
+        for index in range(const.PAIR_BURST):
+            burst |= self.Message._enqueue_for_leads(self.lead, body=f"mensaje {index}")[0]
+        extra, _skipped = self.Message._enqueue_for_leads(self.lead, body="uno más")
         self._send()
-        self.assertEqual(first.state, "sent")
-        self.assertEqual(second.state, "queued")
-        self.assertEqual(second.attempt_count, 0, "waiting is not a failed attempt")
-        self.assertGreater(second.next_attempt_at, fields.Datetime.now() + timedelta(seconds=3))
-        self.assertEqual(len(self._sent_payloads()), 1)
+        self.assertEqual(set(burst.mapped("state")), {"sent"}, "a short burst goes at once")
+        self.assertEqual(extra.state, "queued")
+        self.assertEqual(extra.attempt_count, 0, "waiting is not a failed attempt")
+        self.assertGreater(extra.next_attempt_at, fields.Datetime.now() + timedelta(seconds=3))
+        self.assertEqual(len(self._sent_payloads()), const.PAIR_BURST)
 
 
 @tagged("post_install", "-at_install")

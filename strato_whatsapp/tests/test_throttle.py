@@ -103,3 +103,24 @@ def test_pair_spacing():
     assert pairs.wait_time("34600000002") == 0.0
     pairs.seed("34600000002", seconds_ago=5)
     assert abs(pairs.wait_time("34600000002") - 1) < 1e-9
+
+
+def test_pair_spacing_lets_a_short_burst_go_then_waits_its_turn():
+    clock = FakeClock()
+    pairs = PairSpacing(6, burst=5, clock=clock)
+    for _photo in range(5):  # an agent's five photos of a flat
+        assert pairs.wait_time("34600000001") == 0.0
+        pairs.record("34600000001")
+    assert abs(pairs.wait_time("34600000001") - 6) < 1e-9, "the sixth waits for the bucket"
+    clock.now += 6
+    assert pairs.wait_time("34600000001") == 0.0
+    pairs.exhaust("34600000002")  # Meta answered 131056 for this one
+    assert abs(pairs.wait_time("34600000002") - 6) < 1e-9
+
+
+def test_pair_spacing_seeded_from_past_sends():
+    clock = FakeClock()
+    pairs = PairSpacing(6, burst=3, clock=clock)
+    for seconds_ago in (5, 4, 3):  # three sends in the last seconds, oldest first
+        pairs.seed("34600000003", seconds_ago)
+    assert 0 < pairs.wait_time("34600000003") <= 6

@@ -53,21 +53,35 @@ class Throttle:
 
 
 class PairSpacing:
-    """Meta's pair rate limit: about one message every ``seconds`` to the same user."""
+    """Meta's pair rate limit, per recipient: about one message every ``seconds``, with short bursts
+    allowed that borrow from the time to come (a token bucket of ``burst`` messages refilled by one every
+    ``seconds``). An agent's five photos of a flat go at once; a sixth right after waits its turn."""
 
-    def __init__(self, seconds, clock=time.monotonic):
+    def __init__(self, seconds, burst=1, clock=time.monotonic):
         self.seconds = seconds
+        self.burst = burst
         self._clock = clock
-        self._last = {}
+        self._buckets = {}  # recipient -> (tokens, at)
+
+    def _tokens(self, recipient, now):
+        tokens, at = self._buckets.get(recipient, (self.burst, now))
+        return min(self.burst, tokens + max(0.0, now - at) / self.seconds)
 
     def seed(self, recipient, seconds_ago):
-        """Remember a send made before this loop started (e.g. read from the database)."""
-        self._last[recipient] = self._clock() - seconds_ago
+        """Remember a send made before this loop started (e.g. read from the database); seed a
+        recipient's sends oldest first."""
+        at = self._clock() - seconds_ago
+        self._buckets[recipient] = (self._tokens(recipient, at) - 1, at)
 
     def wait_time(self, recipient):
         """Seconds until ``recipient`` may receive again (0 when it may now)."""
-        last = self._last.get(recipient)
-        return 0.0 if last is None else max(0.0, last + self.seconds - self._clock())
+        tokens = self._tokens(recipient, self._clock())
+        return 0.0 if tokens >= 1 else (1 - tokens) * self.seconds
 
     def record(self, recipient):
-        self._last[recipient] = self._clock()
+        now = self._clock()
+        self._buckets[recipient] = (self._tokens(recipient, now) - 1, now)
+
+    def exhaust(self, recipient):
+        """Meta said this pair is over its limit (131056): nothing more to it until a token is back."""
+        self._buckets[recipient] = (0.0, self._clock())

@@ -29,6 +29,9 @@ class StratoWhatsappComposer(models.TransientModel):
     window_open_count = fields.Integer(compute="_compute_reach")
     unreachable_count = fields.Integer(compute="_compute_reach")
     reach_text = fields.Char(compute="_compute_reach")
+    repeat_warning = fields.Char(compute="_compute_repeat_warning")
+    send_again = fields.Boolean(
+        "Send Again", help="The same message went to these contacts recently: tick to send it once more.")
 
     @api.model
     def default_get(self, fields_list):
@@ -47,28 +50,33 @@ class StratoWhatsappComposer(models.TransientModel):
             composer.account_id = (lead and Conversation._latest_account(lead)) or \
                 self.env["strato.whatsapp.account"]._default_for(lead.company_id or self.env.company)
 
-    def _conversations(self):
-        return self.env["strato.whatsapp.conversation"].search([
-            ("account_id", "=", self.account_id._origin.id), ("lead_id", "in", self.lead_ids._origin.ids)])
-
     @api.depends("lead_ids", "account_id")
     def _compute_reach(self):
+        Conversation = self.env["strato.whatsapp.conversation"]
         for composer in self:
-            conversations = composer._conversations()
             leads = composer.lead_ids._origin
-            open_leads = conversations.filtered("window_open").lead_id
-            reachable = leads.filtered(lambda lead: lead.whatsapp_number_state == "valid") | conversations.lead_id
+            account = composer.account_id._origin
+            links = Conversation._plan_for_leads(leads, account) if account and leads.has_access("write") else {}
+            refused = {lead: link.refusal for lead, link in links.items() if link.refusal}
+            reachable = {lead for lead, link in links.items() if not link.refusal and (link.conversation or link.wa_id)}
+            open_leads = {lead for lead in reachable if links[lead].window_open}
             composer.lead_count = len(leads)
-            composer.window_open_count = len(open_leads & leads)
-            composer.unreachable_count = len(leads - reachable)
+            composer.window_open_count = len(open_leads)
+            composer.unreachable_count = len(leads) - len(reachable)
             if len(leads) == 1:
-                composer.reach_text = (_("The contact wrote in the last 24 hours: you can write freely.")
-                                       if composer.window_open_count else
-                                       _("The contact has not written in the last 24 hours: only an approved "
-                                         "template can be sent."))
+                if refused:
+                    composer.reach_text = next(iter(refused.values()))
+                elif leads not in reachable and leads[:1] not in reachable:
+                    composer.reach_text = _("This lead has no valid WhatsApp number.")
+                else:
+                    composer.reach_text = (_("The contact wrote in the last 24 hours: you can write freely.")
+                                           if open_leads else
+                                           _("The contact has not written in the last 24 hours: only an approved "
+                                             "template can be sent."))
             else:
                 composer.reach_text = _("%(open)s of %(total)s leads wrote in the last 24 hours (free text reaches "
-                                        "only them); %(bad)s have no valid number.",
+                                        "only them); %(bad)s cannot be written to (no valid number, or their "
+                                        "conversation is on another salesperson's lead).",
                                         open=composer.window_open_count, total=len(leads),
                                         bad=composer.unreachable_count)
 
@@ -77,6 +85,18 @@ class StratoWhatsappComposer(models.TransientModel):
         for composer in self:
             composer.mode = "text" if composer.lead_ids and \
                 composer.window_open_count == len(composer.lead_ids) else "template"
+
+    @api.depends("mode", "body", "template_id", "lead_ids")
+    def _compute_repeat_warning(self):
+        Message = self.env["strato.whatsapp.message"]
+        for composer in self:
+            template = composer.template_id if composer.mode == "template" else None
+            body = (composer.body or None) if composer.mode == "text" else None
+            repeated = Message._recently_sent_to(composer.lead_ids._origin, template=template, body=body)
+            composer.repeat_warning = _(
+                "%(leads)s already got this message in the last hours. Send it again?",
+                leads=", ".join(repeated[:3].mapped("display_name")) + (" …" if len(repeated) > 3 else "")
+            ) if repeated else False
 
     @api.depends("mode", "body", "template_id", "lead_ids")
     def _compute_preview(self):
@@ -91,6 +111,8 @@ class StratoWhatsappComposer(models.TransientModel):
         self.ensure_one()
         if not self.lead_ids:  # also what a user sees of leads they cannot read
             raise UserError(_("Choose the leads to write to."))
+        if self.repeat_warning and not self.send_again:
+            raise UserError(_("%s Tick “Send Again” to send it anyway.", self.repeat_warning))
         if self.mode == "template" and not self.template_id:
             raise UserError(_("Choose an approved template."))
         if self.mode == "text" and not (self.body or self.attachment):
