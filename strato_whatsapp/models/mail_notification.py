@@ -54,3 +54,20 @@ class MailNotification(models.Model):
             "failure_type": failure_type,
             "failure_reason": (message.error_message or False) if failure_type else False,
         }
+
+    def _strato_whatsapp_send_live(self):
+        """Tell the authors' web clients the new status of these notifications: the same "record insert"
+        the chatter applies for any notification, with only the fields that changed. Mail's
+        ``_notify_message_notification_update`` would send whole messages again, which costs more than
+        the send loop's own work for a batch of messages."""
+        by_author = {}
+        for notification in self.filtered("author_id"):
+            by_author.setdefault(notification.author_id, []).append({
+                "id": notification.id,
+                "notification_type": notification.notification_type,
+                "notification_status": notification.notification_status,
+                "failure_type": notification.failure_type,
+                "message": notification.mail_message_id.id,
+            })
+        for author, values in by_author.items():
+            author._bus_send("mail.record/insert", {"mail.notification": values})

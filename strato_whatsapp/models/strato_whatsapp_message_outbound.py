@@ -232,32 +232,34 @@ class StratoWhatsappMessageOutbound(models.Model):
             Markup("<br>").join(lines)
 
     def _set_state(self, state, **values):
-        """The one way an outbound message changes state (queue, claim, send, fail, Meta's statuses,
-        retry): the row, then what users see of it. The send loop's batched claim and "sent" are the
-        same change made by one statement for many rows (``_claim``, ``_mark_sent``), followed by
-        ``_show_state`` too."""
+        """The one way an outbound message changes state (queue, send, fail, outcome unknown, retry,
+        Meta's statuses): the row, then what users see of it. The send loop's batched "sent" is the same
+        change made by one statement for many rows (``_mark_sent``), followed by ``_show_state`` too. Its
+        claim (``sending``, the time of one HTTP call) is not shown: the icon goes from queued to the
+        outcome."""
         self.write(dict(values, state=state))
         self._show_state()
 
     def _show_state(self):
-        """Bring the delivery notifications of these messages in line with their state, and tell the
-        open chatters (the authors' and the current user's) so their icons change live."""
+        """Bring the delivery notifications of these messages in line with their state, and tell their
+        authors' open chatters, so the icons change live."""
         outbound = self.filtered(lambda message: message.direction == "outbound" and message.mail_message_id)
         if not outbound:
             return
-        # sudo: notifications are mail's technical records; these are the messages' own.
-        notifications = self.env["mail.notification"].sudo().search([("strato_whatsapp_message_id", "in", outbound.ids)])
-        by_values = {}
         Notification = self.env["mail.notification"]
+        # sudo: notifications are mail's technical records; these are the messages' own.
+        notifications = Notification.sudo().search([("strato_whatsapp_message_id", "in", outbound.ids)])
+        by_values = {}
         for notification in notifications:
-            values = Notification._strato_whatsapp_values(notification.strato_whatsapp_message_id)
-            key = tuple(sorted(values.items()))
-            by_values[key] = by_values.get(key, notifications.browse()) | notification
-        for key, group in by_values.items():
-            changed = group.filtered(lambda notification: any(notification[fname] != value for fname, value in key))
-            if changed:
-                changed.write(dict(key))
-        outbound.mail_message_id._notify_message_notification_update()
+            key = tuple(sorted(Notification._strato_whatsapp_values(notification.strato_whatsapp_message_id).items()))
+            by_values.setdefault(key, []).append(notification.id)
+        changed = Notification.sudo().browse()
+        for key, ids in by_values.items():
+            group = notifications.browse(ids).filtered(
+                lambda notification: any(notification[fname] != value for fname, value in key))
+            group.write(dict(key))
+            changed |= group
+        changed._strato_whatsapp_send_live()
 
     # ------------------------------------------------------------------
     # The send cron
@@ -399,7 +401,6 @@ class StratoWhatsappMessageOutbound(models.Model):
                  WHERE id IN %s
             """, [fields.Datetime.now(), tuple(batch.ids)])
             batch.invalidate_recordset(["state", "sending_started_at", "attempt_count"])
-            batch._show_state()
             self._commit()
             # Hold the rows while sending: a status webhook for one of them waits for our commit (and is
             # retried) instead of making our final update fail and roll the whole batch back.

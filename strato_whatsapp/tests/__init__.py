@@ -16,3 +16,7 @@ from . import test_chat_tour
 from . import test_security
 from . import test_outbound_contract
 from . import test_automation_sends
+from . import test_phone_numbers
+from . import test_throttle
+from . import test_graph_api
+from . import test_webhook_parsing

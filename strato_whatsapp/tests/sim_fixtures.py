@@ -1,14 +1,11 @@
-"""pytest fixtures around the Graph API simulator (devtools/graph_simulator).
-
-Import the fixtures you use into a test module: ``from .sim_fixtures import sim, sim_client``.
-"""
+"""The Graph API simulator (devtools/graph_simulator) and a raw loopback server for the client's tests:
+providers of the arguments their test functions name (``FIXTURES``, used by ``unit_cases.gather``)."""
 import json
 import sys
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
-import pytest
 import requests
 
 from ..tools.graph_api import GraphApiClient
@@ -42,29 +39,30 @@ def _simulator_class():
     return GraphSimulator
 
 
-@pytest.fixture(scope="module")
-def graph_simulator():
-    """One simulator per test module, with MAIN_ACCOUNT and OTHER_ACCOUNT."""
-    sim = _simulator_class()(host="127.0.0.1", port=0, accounts=[MAIN_ACCOUNT, OTHER_ACCOUNT])
-    sim.start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
+def _graph_simulator(case):
+    """One simulator per test class, with MAIN_ACCOUNT and OTHER_ACCOUNT, stopped after the class."""
+    cls = type(case)
+    if getattr(cls, "_graph_simulator", None) is None:
+        simulator = _simulator_class()(host="127.0.0.1", port=0, accounts=[MAIN_ACCOUNT, OTHER_ACCOUNT])
+        simulator.start()
+        cls._graph_simulator = simulator
+        cls.addClassCleanup(simulator.stop)
+        cls.addClassCleanup(setattr, cls, "_graph_simulator", None)
+    return cls._graph_simulator
 
 
-@pytest.fixture
-def sim(graph_simulator):
-    """The simulator, reset (no recorded requests, no faults) for this test."""
-    sim_control(graph_simulator, "POST", "/_sim/reset")
-    return graph_simulator
+def sim(case):
+    """The simulator, reset (no recorded requests, no faults) once per test."""
+    if getattr(case, "_sim_reset_for", None) != case._testMethodName + str(id(case)):
+        sim_control(_graph_simulator(case), "POST", "/_sim/reset")
+        case._sim_reset_for = case._testMethodName + str(id(case))
+    return _graph_simulator(case)
 
 
-@pytest.fixture
-def sim_client(sim):
+def sim_client(case):
     """A GraphApiClient for MAIN_ACCOUNT pointed at the simulator."""
     return GraphApiClient(
-        MAIN_ACCOUNT["phone_number_id"], MAIN_ACCOUNT["access_token"], api_url=sim.url,
+        MAIN_ACCOUNT["phone_number_id"], MAIN_ACCOUNT["access_token"], api_url=sim(case).url,
         waba_id=MAIN_ACCOUNT["waba_id"], app_id=MAIN_ACCOUNT["app_id"], timeout=(2, 5),
     )
 
@@ -109,16 +107,17 @@ class _CannedHandler(BaseHTTPRequestHandler):
         pass
 
 
-@pytest.fixture
-def raw_server():
-    """A loopback server answering ``server.canned = (status, headers, body_bytes)``."""
+def raw_server(case):
+    """A loopback server answering ``server.canned = (status, headers, body_bytes)``, for this test."""
     server = ThreadingHTTPServer(("127.0.0.1", 0), _CannedHandler)
     server.canned = (200, {"Content-Type": "application/json"}, json.dumps({}).encode())
     server.url = f"http://127.0.0.1:{server.server_address[1]}"
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
+    case.addCleanup(server.server_close)
+    case.addCleanup(server.shutdown)
+    return server
+
+
+# The arguments test functions of test_graph_api.py name (see unit_cases.gather).
+FIXTURES = {"sim": sim, "sim_client": sim_client, "raw_server": raw_server}

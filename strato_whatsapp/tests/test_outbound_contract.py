@@ -94,6 +94,18 @@ class TestPlainCreate(ContractCase):
         triggers = self.env["ir.cron.trigger"].search([("cron_id", "=", self.send_cron.id)])
         self.assertIn(first_due, triggers.mapped("call_at"), "woken when the first one is due, not a minute later")
 
+    def test_retry_of_a_failed_message_without_a_stored_request(self):
+        """The demo's failed message (and any made before the request was built at send time) has no
+        stored request: Retry from the message form sends its text, not an empty body."""
+        failed = self._create(body="¿Sigue disponible el piso?", state="failed", error_code=131026,
+                              error_message="Message undeliverable", failed_at=fields.Datetime.now())
+        self.assertFalse(failed.payload)
+        failed.with_user(self.salesman).action_retry()
+        self.env["strato.whatsapp.message"]._cron_send()
+        self.assertEqual(failed.state, "sent")
+        self.assertEqual(self._sent_bodies()[0]["text"]["body"], "¿Sigue disponible el piso?")
+        self.assertEqual(self._notification(failed).notification_status, "pending")
+
     @mute_logger(OUTBOUND_LOGGER)
     def test_out_of_window_text_fails_with_the_window_reason(self):
         self.conversation.last_inbound_at = fields.Datetime.now() - timedelta(days=2)
