@@ -248,16 +248,21 @@ class StratoWhatsappMessageOutbound(models.Model):
             return
         Notification = self.env["mail.notification"]
         # sudo: notifications are mail's technical records; these are the messages' own.
-        notifications = Notification.sudo().search([("strato_whatsapp_message_id", "in", outbound.ids)])
+        # Found by their notes alone (mail's own index): with a condition on the type too, stale statistics
+        # on this busy table made the planner scan every WhatsApp notification for each batch.
+        notifications = Notification.sudo().search_fetch(
+            [("mail_message_id", "in", outbound.mail_message_id.ids)],
+            ["strato_whatsapp_message_id", "author_id", "mail_message_id", "notification_status", "failure_type",
+             "failure_reason", "notification_type"]).filtered("strato_whatsapp_message_id")
         by_values = {}
         for notification in notifications:
             key = tuple(sorted(Notification._strato_whatsapp_values(notification.strato_whatsapp_message_id).items()))
-            by_values.setdefault(key, []).append(notification.id)
-        changed = Notification.sudo().browse()
+            if any(notification[fname] != value for fname, value in key):
+                by_values.setdefault(key, []).append(notification.id)
+        changed = notifications.browse()
         for key, ids in by_values.items():
-            group = notifications.browse(ids).filtered(
-                lambda notification: any(notification[fname] != value for fname, value in key))
-            group.write(dict(key))
+            group = notifications.browse(ids)
+            group.write(dict(key))  # one statement per outcome: a batch of sends is one
             changed |= group
         changed._strato_whatsapp_send_live()
 
