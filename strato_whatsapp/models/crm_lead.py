@@ -73,8 +73,7 @@ class CrmLead(models.Model):
             # The field is for WhatsApp users (an onchange with any number would otherwise tell anyone
             # whether it is blacklisted).
             raise AccessError(_("Only WhatsApp users can see whether a contact opted out."))
-        # sudo: the caller is a WhatsApp user (checked above), who needs to know whether a lead may get
-        # marketing; only a yes/no per number leaves, not the blacklist's records.
+        # sudo: the caller is a WhatsApp user (checked above), who needs to know whether a lead may get marketing; only a yes/no per number leaves, not the blacklist's records.
         blacklisted = set(self.env["phone.blacklist"].sudo().search([("number", "in", numbers)]).mapped("number"))
         for lead in self:
             lead.whatsapp_opt_out = bool(lead.whatsapp_number) and lead.whatsapp_number in blacklisted
@@ -241,8 +240,7 @@ class CrmLead(models.Model):
     def _whatsapp_set_opt_out(self, opted_out, number, reason):
         """Record an opt-out (or opt-in) asked for on WhatsApp, for ``number`` and the leads' numbers."""
         numbers = {number, *self.mapped("whatsapp_number")} - {False, None}
-        # sudo: called by the inbound cron (the contact's own STOP/START) and the send queue (Meta's opt-out
-        # answer), never from a user's request.
+        # sudo: called by the inbound cron (the contact's own STOP/START) and the send queue (Meta's opt-out answer), never from a user's request.
         blacklist = self.env["phone.blacklist"].sudo()
         if opted_out:
             blacklist._add(list(numbers), message=reason)
