@@ -146,9 +146,8 @@ class StratoWhatsappAccount(models.Model):
 
     def _compute_health(self):
         since = fields.Datetime.now() - timedelta(hours=24)
-        # Webhook events are administrators' records: read as superuser for these counts only.
-        # sudo: webhook events are administrators' records; only counts for accounts the caller can read leave
-        # here.
+        # Webhook events are administrators' records.
+        # sudo: only counts for accounts the caller can read leave here.
         events = self.env["strato.whatsapp.webhook.event"].sudo()
         last_webhooks = dict(events._read_group([("account_id", "in", self.ids)], ["account_id"], ["create_date:max"]))
         failed_events = dict(events._read_group(

@@ -102,8 +102,9 @@ class StratoWhatsappConversation(models.Model):
         self.check_access("read")
         unread = self.env["strato.whatsapp.message"].search([
             ("conversation_id", "in", self.ids), ("direction", "=", "inbound"), ("is_read", "=", False)])
-        # sudo: the caller can read these conversations (checked above) and the messages were searched with
-        # their rights; users do not write messages, and this flag is the one thing reading changes.
+        # The caller can read these conversations (checked above); the messages were searched with their
+        # rights. Users do not write messages, and this flag is the one thing reading changes.
+        # sudo: marks as read only messages the caller was shown, and only the read flag.
         unread.sudo().write({"is_read": True})
 
     def action_open_lead(self):
@@ -243,8 +244,9 @@ class StratoWhatsappConversation(models.Model):
     def _plan_on(self, leads, account):
         leads.check_access("write")
         account.check_access("read")  # the caller's companies (record rule), whatever id they passed
-        # sudo: the caller may write to ``leads`` (checked above); the number's conversation may be on a
-        # lead they cannot read, and must be found to be refused (below), never shown or moved.
+        # The caller may write to ``leads`` (checked above); the number's conversation may be on a lead
+        # they cannot read, and must be found to be refused (below), never shown or moved.
+        # sudo: finds the number's conversation whatever its lead; refused below if not the caller's.
         existing = self.sudo().search([("account_id", "=", account.id), "|",
                                        ("wa_id", "in", [wa_id for wa_id in map(self._lead_wa_id, leads) if wa_id]),
                                        ("lead_id", "in", leads.ids)])
@@ -325,8 +327,8 @@ class StratoWhatsappConversation(models.Model):
     @api.model
     def _wa_id_opted_out(self, wa_id):
         number = phone.e164_from_wa_id(wa_id) if wa_id else None
-        # sudo: the blacklist is readable by system administrators only; only a yes/no for a number the
-        # caller writes to leaves this method.
+        # The blacklist is readable by system administrators only.
+        # sudo: only a yes/no for a number the caller writes to leaves this method.
         return bool(number) and bool(self.env["phone.blacklist"].sudo().search_count([("number", "=", number)], limit=1))
 
 

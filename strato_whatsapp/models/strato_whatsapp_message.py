@@ -660,9 +660,10 @@ class StratoWhatsappMessage(models.Model):
         # as a page of our origin; stored as superuser the file would pass that check, so the context
         # asks core to apply the rule whoever stores it.
         attachments = self.env["ir.attachment"].with_context(attachments_mime_plainxml=True)
-        # sudo: only the media cron gets here, with bytes Meta served for this inbound message's own
-        # media id; the file is bound to this message's lead (or the message), so agents reach it
-        # through their rights on those, and the context above keeps active content inert.
+        # Only the media cron gets here, with bytes Meta served for this inbound message's own media id;
+        # the file is bound to this message's lead (or the message), so agents reach it through their
+        # rights on those, and the context above keeps active content inert.
+        # sudo: the media cron stores the file Meta served for this message's own media id.
         attachment = attachments.sudo().create({
             "name": self.media_filename or self._media_default_filename(mime_type),
             "raw": content,
@@ -703,8 +704,7 @@ class StratoWhatsappMessage(models.Model):
 
     def action_retry_media(self):
         self.check_access("read")
-        # sudo: the caller can read these messages (checked above); the download state is the media queue's
-        # own.
+        # sudo: the caller can read these messages (checked above); the download state is the queue's own.
         self.filtered(lambda message: message.media_id and message.media_state in ("failed", "pending")).sudo().write(
             {"media_state": "pending", "media_retry_at": False, "media_attempt_count": 0})
         self.env.ref("strato_whatsapp.ir_cron_whatsapp_media")._trigger()

@@ -123,8 +123,8 @@ class StratoWhatsappMessageChat(models.Model):
         unread = self.filtered(lambda message: message.direction == "inbound" and not message.is_read)
         if not unread:
             return unread
-        # sudo: the caller can read these messages (they were found with their rights); users do not write
-        # messages, and this flag is the one thing reading changes.
+        # Users do not write messages, and this flag is the one thing reading changes.
+        # sudo: the caller can read these messages (they were found with their rights).
         unread.sudo().write({"is_read": True})
         unread._queue_read_receipts()
         return unread

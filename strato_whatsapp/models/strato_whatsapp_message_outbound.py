@@ -142,9 +142,9 @@ class StratoWhatsappMessageOutbound(models.Model):
             lead._message_log(body=_("WhatsApp message not sent: %s", reason))
         conversations = Conversation._link_planned({lead: link for lead, (link, _values) in ready.items()})
         values = [dict(lead_values, conversation_id=conversations[lead].id) for lead, (_link, lead_values) in ready.items()]
-        # sudo: users read messages but never write them directly: what a message says, and where it
-        # stands, is the queue's record. Their right to write to these leads was checked by the plan.
-        # (create posts the notes and wakes the send cron, whoever creates queued messages)
+        # Users read messages but never write them directly: what a message says, and where it stands,
+        # is the queue's record. create posts the notes and wakes the send cron, whoever creates them.
+        # sudo: the plan checked the caller's right to write to these leads.
         return self.sudo().create(values).with_env(self.env), skipped
 
     @api.model
@@ -213,8 +213,8 @@ class StratoWhatsappMessageOutbound(models.Model):
         values = []
         for message in self.filtered(lambda message: message.lead_id and not message.mail_message_id):
             note = message.lead_id._message_log(body=message._chatter_note_body())
-            # sudo: links the message to its own chatter note, logged just above on its lead; users do not
-            # write messages.
+            # Users do not write messages.
+            # sudo: links the message to its own chatter note, logged just above on its lead.
             message.sudo().mail_message_id = note
             values.append({
                 "mail_message_id": note.id, "author_id": note.author_id.id, "notification_type": "whatsapp",
@@ -247,9 +247,9 @@ class StratoWhatsappMessageOutbound(models.Model):
         if not outbound:
             return
         Notification = self.env["mail.notification"]
-        # sudo: notifications are mail's technical records; these are the messages' own.
         # Found by their notes alone (mail's own index): with a condition on the type too, stale statistics
         # on this busy table made the planner scan every WhatsApp notification for each batch.
+        # sudo: notifications are mail's technical records; these are the messages' own.
         notifications = Notification.sudo().search_fetch(
             [("mail_message_id", "in", outbound.mail_message_id.ids)],
             ["strato_whatsapp_message_id", "author_id", "mail_message_id", "notification_status", "failure_type",
@@ -625,16 +625,16 @@ class StratoWhatsappMessageOutbound(models.Model):
             raise UserError(_("Only failed messages, or messages whose outcome is unknown, can be retried."))
         retryable.lead_id.check_access("write")
         for message in retryable:
-            # sudo: the conversation may have moved to a lead the caller cannot read; only a sentence
-            # naming that lead comes out.
+            # The conversation may have moved to a lead the caller cannot read.
+            # sudo: only a sentence naming that lead comes out.
             refusal = message.sudo()._moved_refusal()
             if refusal:
                 raise UserError(refusal)
         if retryable.filtered(lambda message: not message.lead_id) and not self.env.user.has_group(
                 "strato_whatsapp.group_whatsapp_admin"):
             raise AccessError(_("Only a WhatsApp administrator can retry a message that belongs to no lead."))
-        # sudo: the caller may write to the messages' leads (checked above); users never write messages,
-        # the queue does, and these values are the queue's own.
+        # Users never write messages, the queue does, and these values are the queue's own.
+        # sudo: the caller may write to the messages' leads (checked above).
         retryable.sudo()._set_state("queued", next_attempt_at=fields.Datetime.now(), attempt_count=0,
                                     failure_type=False, error_code=0, error_message=False, failed_at=False)
         self.env.ref("strato_whatsapp.ir_cron_whatsapp_send").sudo()._trigger()  # sudo: the addon's own cron

@@ -240,6 +240,7 @@ class StratoWhatsappTemplate(models.Model):
         # Only WABAs of the Meta app whose secret signed the webhook: another app's templates are not its own.
         # sudo: run by the webhook cron for a signed event; the secret is compared, never shown.
         secret = account.sudo().app_secret
+        # sudo: the webhook cron finds the app's own WABAs by id; only their templates are touched.
         accounts = self.env["strato.whatsapp.account"].sudo().search([
             ("business_account_id", "in", list({event.waba_id for event in events if event.waba_id}))])
         accounts = accounts.filtered(lambda candidate: candidate.app_secret == secret) or account
@@ -426,8 +427,8 @@ class StratoWhatsappTemplate(models.Model):
         return media
 
     def _header_media_id(self, client):
-        # sudo: send time (cron) or a submission by an administrator: the cached media id fields are the
-        # queue's own.
+        # Called at send time (cron) or on a submission by an administrator.
+        # sudo: the cached media id fields are the queue's own, never the caller's to write.
         template = self.sudo()
         if (template.header_media_id and template.header_media_phone_number_id == client.phone_number_id
                 and template.header_media_uploaded_at

@@ -344,6 +344,7 @@ class StratoWhatsappWebhookEvent(models.Model):
         phone_number_ids = {item.phone_number_id for item in items if item.phone_number_id}
         # sudo: webhook processing (cron) for a signed event; secrets are compared, never shown.
         secret = self[:1].account_id.sudo().app_secret
+        # sudo: numbers found by id for a signed event; kept only if their app secret matches (below).
         accounts = self.env["strato.whatsapp.account"].sudo().search([
             ("phone_number_id", "in", list(phone_number_ids))])
         return {account.phone_number_id: account for account in accounts if account.app_secret == secret}
