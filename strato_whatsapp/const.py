@@ -9,20 +9,12 @@ database. User-facing text lives in the Odoo layer, keyed by the codes below.
 # ---------------------------------------------------------------------------
 DEFAULT_GRAPH_API_URL = "https://graph.facebook.com"
 DEFAULT_GRAPH_API_VERSION = "v25.0"
-LATEST_GRAPH_API_VERSION = "v26.0"
 
 GRAPH_API_VERSION_PATTERN = r"^v?(\d{1,3})(?:\.(\d{1,2}))?$"
 # Meta keeps a version for about two years. We refuse versions that stop working within
 # the life of a deployment: below MIN they are expiring, below EXPIRED_BEFORE already gone.
 MIN_GRAPH_API_VERSION = (23, 0)
 EXPIRED_BEFORE_GRAPH_API_VERSION = (21, 0)
-# End of support (year-month) as announced by Meta, for messages to administrators.
-GRAPH_API_VERSION_END_OF_SUPPORT = {
-    "v25.0": "2028-07",
-    "v24.0": "2028-02",
-    "v23.0": "2027-10",
-    "v21.0": "2027-01",
-}
 API_VERSION_SUPPORTED = "supported"
 API_VERSION_EXPIRING = "expiring"
 API_VERSION_EXPIRED = "expired"
@@ -31,12 +23,23 @@ API_VERSION_INVALID = "invalid"
 # ---------------------------------------------------------------------------
 # Message states
 # ---------------------------------------------------------------------------
+# The one vocabulary of message states: the model's selection, the send queue, the status webhooks, the
+# chat and the inbox all use these names (labels live in the Odoo layer, where they are translated).
 STATE_QUEUED = "queued"
 STATE_SENDING = "sending"
 STATE_SENT = "sent"
 STATE_DELIVERED = "delivered"
 STATE_READ = "read"
 STATE_FAILED = "failed"
+STATE_RECEIVED = "received"  # every inbound message
+# The send may or may not have reached Meta (the connection broke after the request left); any status
+# proves it did. Never re-sent by the queue on its own: only a person's Retry sends it again.
+STATE_UNKNOWN = "unknown"
+STATE_CANCELLED = "cancelled"  # stopped by a person while it waited in the queue; never sent
+MESSAGE_STATES = (STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_DELIVERED, STATE_READ, STATE_FAILED,
+                  STATE_RECEIVED, STATE_UNKNOWN, STATE_CANCELLED)
+# What a person may retry, what the inbox counts as failed.
+FAILED_STATES = (STATE_FAILED, STATE_UNKNOWN)
 
 # Meta status webhook value -> our message state.
 META_STATUS_TO_STATE = {
@@ -47,17 +50,18 @@ META_STATUS_TO_STATE = {
 }
 
 # Status webhooks arrive out of order ("read" before "delivered" is normal), so a state
-# only moves to a higher rank.
+# only moves to a higher rank. An unknown outcome ranks as "sending": any status moves it on.
 STATE_RANK = {
     STATE_QUEUED: 0,
     STATE_SENDING: 1,
+    STATE_UNKNOWN: 1,
     STATE_SENT: 2,
     STATE_DELIVERED: 3,
     STATE_READ: 4,
 }
 # "failed" has no rank: it is accepted only while the message has not reached the phone.
 # A late "failed" after "delivered"/"read" describes nothing the user did not already get.
-FAILED_ALLOWED_FROM = frozenset({STATE_QUEUED, STATE_SENDING, STATE_SENT})
+FAILED_ALLOWED_FROM = frozenset({STATE_QUEUED, STATE_SENDING, STATE_SENT, STATE_UNKNOWN})
 
 # ---------------------------------------------------------------------------
 # Error categories (what to do about a Graph API error)
@@ -127,7 +131,6 @@ RETRY_MAX_ATTEMPTS = 6
 MEDIA_RETRY_MAX_ATTEMPTS = 3
 
 DEFAULT_THROUGHPUT_MPS = 80  # messages per second per phone number (Meta's default tier)
-SHARED_NUMBER_THROUGHPUT_MPS = 20  # numbers also used in the WhatsApp Business app
 PAIR_RATE_LIMIT_SECONDS = 6  # one message every ~6 s to the same user (else 131056)
 # Meta lets a burst of up to 45 messages go to one user, borrowed from the time to come; we keep well
 # under it (an agent's handful of photos, a template and its follow-up), and wait for the rest.
@@ -137,7 +140,6 @@ PAIR_BURST = 10
 # Messages, media and templates
 # ---------------------------------------------------------------------------
 MESSAGING_PRODUCT = "whatsapp"
-SERVICE_WINDOW_SECONDS = 24 * 3600
 MESSAGE_TYPES = (
     "text", "template", "image", "video", "audio", "document", "sticker",
     "location", "contacts", "interactive", "reaction",
@@ -153,7 +155,6 @@ INTERACTIVE_LIST_ROW_TITLE_MAX = 24
 INTERACTIVE_LIST_ROW_DESCRIPTION_MAX = 72
 
 TEMPLATE_CATEGORIES = ("MARKETING", "UTILITY", "AUTHENTICATION")
-TEMPLATE_PARAMETER_FORMATS = ("POSITIONAL", "NAMED")
 TEMPLATE_STATUSES = (
     "APPROVED", "PENDING", "REJECTED", "PAUSED", "DISABLED", "IN_APPEAL",
     "PENDING_DELETION", "DELETED", "LIMIT_EXCEEDED", "ARCHIVED",

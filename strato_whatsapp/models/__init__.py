@@ -4,14 +4,10 @@ from . import strato_whatsapp_template_button
 from . import strato_whatsapp_template_variable
 from . import strato_whatsapp_conversation
 from . import strato_whatsapp_message
-from . import strato_whatsapp_message_outbound
 from . import strato_whatsapp_early_status
 from . import strato_whatsapp_webhook_event
 from . import strato_whatsapp_webhook_wakeup
 from . import crm_lead
 from . import ir_actions_server
-from . import strato_whatsapp_message_chat
-from . import strato_whatsapp_conversation_inbox
-from . import crm_lead_chat
 from . import ir_websocket
 from . import mail_notification

@@ -3,8 +3,10 @@ from markupsafe import Markup
 from odoo import _, api, fields, models
 from odoo.exceptions import AccessError, UserError
 
+from .. import const
 from ..tools import phone
 
+CHAT_PAGE_SIZE = 60
 NUMBER_STATES = [
     ("valid", "Valid"),
     ("invalid", "Invalid"),
@@ -13,6 +15,10 @@ NUMBER_STATES = [
 
 
 class CrmLead(models.Model):
+    """WhatsApp on the lead: its number, opt-out, conversations, and the RPC methods behind the chat panel
+    of the lead form (``whatsapp_chat_*``), which run with the user's rights: a salesperson chats on the
+    leads they can see."""
+
     _inherit = "crm.lead"
 
     whatsapp_conversation_ids = fields.One2many(
@@ -174,7 +180,50 @@ class CrmLead(models.Model):
             [conversation._whatsapp_new_lead_values(account_values) for conversation in to_create])
         for conversation, lead in zip(to_create, leads):
             conversation.lead_id = lead
+        leads._whatsapp_tell_about_new_contacts(account)
         return leads.with_env(self.env)
+
+    def _whatsapp_tell_about_new_contacts(self, account):
+        """Someone is always told about a new contact: its salesperson, else (when CRM's rule-based
+        assignment is on, it is woken to assign the leads now) the account's users to tell, else the team's
+        leader, else the number's WhatsApp administrators; each gets an activity on the lead."""
+        unassigned = self.filtered(lambda lead: not lead.user_id)
+        if unassigned and self._whatsapp_auto_assignment_on():
+            # sudo: crm's own cron, woken for leads the inbound cron just created; it assigns by its rules.
+            self.env.ref("crm.ir_cron_crm_lead_assign").sudo()._trigger()
+        fallback = account.notify_user_ids or account.team_id.user_id or self.env.ref(
+            "strato_whatsapp.group_whatsapp_admin").users.filtered(
+                lambda user: not user.share and account.company_id in user.company_ids
+                and user != self.env.ref("base.user_root"))
+        activities = []
+        for lead in self:
+            for user in (lead.user_id or fallback[:5]):
+                lang = user.lang or lead._whatsapp_lang()
+                summary = self.with_context(lang=lang).env._("New WhatsApp contact: answer them")
+                note = self.with_context(lang=lang).env._(
+                    "%s wrote on WhatsApp for the first time. Answer in the lead's WhatsApp chat.",
+                    lead.contact_name or lead.phone or lead.name) if lead.user_id else \
+                    self.with_context(lang=lang).env._(
+                        "%s wrote on WhatsApp for the first time and the lead has no salesperson yet: assign it, "
+                        "or answer in the lead's WhatsApp chat.", lead.contact_name or lead.phone or lead.name)
+                activities.append({
+                    "res_model_id": self.env["ir.model"]._get_id("crm.lead"), "res_id": lead.id,
+                    "activity_type_id": self.env.ref("mail.mail_activity_data_todo").id,
+                    "summary": summary, "note": note, "user_id": user.id,
+                    "date_deadline": fields.Date.context_today(self),
+                })
+        if activities:
+            # sudo: the inbound cron tells users about leads it just created; activities are mail's records.
+            self.env["mail.activity"].sudo().create(activities)
+
+    @api.model
+    def _whatsapp_auto_assignment_on(self):
+        # sudo: reads whether CRM's rule-based assignment is on (a setting), nothing else.
+        if not self.env["ir.config_parameter"].sudo().get_param("crm.lead.auto.assignment"):
+            return False
+        cron = self.env.ref("crm.ir_cron_crm_lead_assign", raise_if_not_found=False)
+        # sudo: same setting: whether crm's assignment cron is active.
+        return bool(cron and cron.sudo().active)
 
     def _whatsapp_lang(self):
         """The language of what crons write for this lead (chatter posts, notes, message texts): there is no
@@ -249,3 +298,152 @@ class CrmLead(models.Model):
         for lead in self:
             lead._message_log(body=reason)
         self.invalidate_recordset(["whatsapp_opt_out"])
+
+    # ------------------------------------------------------------------
+    # The chat panel
+    # ------------------------------------------------------------------
+    def whatsapp_chat_load(self, limit=CHAT_PAGE_SIZE):
+        """The latest messages of this lead and what its reply box allows."""
+        self.ensure_one()
+        self.check_access("read")
+        page = self._whatsapp_chat_page([], limit)
+        page["composer"] = self._whatsapp_chat_composer()
+        page["unread"] = self._whatsapp_chat_unread_count()
+        return page
+
+    def whatsapp_chat_older(self, before_id, limit=CHAT_PAGE_SIZE):
+        """The page of messages before message ``before_id`` (scrolling back in the history)."""
+        self.ensure_one()
+        self.check_access("read")
+        # Looked up among this lead's messages that the user can read: a message that does not exist and
+        # one that is not theirs give the same empty page.
+        before = self.env["strato.whatsapp.message"].search(self._whatsapp_chat_domain() + [("id", "=", before_id)])
+        if not before:
+            return {"messages": [], "has_more": False}
+        domain = ["|", ("message_at", "<", before.message_at),
+                  "&", ("message_at", "=", before.message_at), ("id", "<", before.id)]
+        return self._whatsapp_chat_page(domain, limit)
+
+    def whatsapp_chat_fetch(self, message_ids):
+        """These messages as they are now (after a live notification), with the reply box."""
+        self.ensure_one()
+        self.check_access("read")
+        messages = self.env["strato.whatsapp.message"].search(self._whatsapp_chat_domain() + [("id", "in", message_ids)])
+        return {"messages": messages._chat_values(), "composer": self._whatsapp_chat_composer(),
+                "unread": self._whatsapp_chat_unread_count()}
+
+    def whatsapp_chat_send(self, body="", template_id=False, attachment_ids=()):
+        """Queue what the agent wrote: free text, an approved template or files (one message each).
+
+        A message WhatsApp would refuse (window closed, no number...) raises a ``UserError`` saying why.
+        """
+        self.ensure_one()
+        self.check_access("write")
+        body = (body or "").strip()
+        Message = self.env["strato.whatsapp.message"]
+        if template_id:
+            template = self.env["strato.whatsapp.template"].browse(template_id).exists()
+            if not template:
+                raise UserError(_("This template no longer exists."))
+            messages, _skipped = Message._enqueue_for_leads(
+                self, template=template, account=template.account_id, raise_on_skip=True)
+        else:
+            messages = self._whatsapp_chat_send_free(body, self._whatsapp_chat_attachments(attachment_ids))
+        return {"messages": messages._chat_values(), "composer": self._whatsapp_chat_composer()}
+
+    def whatsapp_chat_mark_read(self):
+        """The agent opened the chat: its received messages are read (and Meta told, if enabled)."""
+        self.ensure_one()
+        self.check_access("read")
+        unread = self.env["strato.whatsapp.message"].search(self._whatsapp_chat_unread_domain())
+        return len(unread._mark_read_by_agent())
+
+    # ------------------------------------------------------------------
+    # Helpers
+    # ------------------------------------------------------------------
+    def _whatsapp_chat_domain(self):
+        # Reactions show on the message they react to, not as bubbles of their own.
+        return [("lead_id", "=", self.id), ("message_type", "!=", "reaction")]
+
+    def _whatsapp_chat_unread_domain(self):
+        # Reactions included: they count as unread in the inbox until the chat is opened.
+        return [("lead_id", "=", self.id), ("direction", "=", "inbound"), ("is_read", "=", False)]
+
+    def _whatsapp_chat_unread_count(self):
+        return self.env["strato.whatsapp.message"].search_count(self._whatsapp_chat_unread_domain())
+
+    def _whatsapp_chat_page(self, domain, limit):
+        messages = self.env["strato.whatsapp.message"].search(
+            self._whatsapp_chat_domain() + domain, order="message_at desc, id desc", limit=limit + 1)
+        return {"messages": messages[:limit]._chat_values(), "has_more": len(messages) > limit}
+
+    def _whatsapp_chat_attachments(self, attachment_ids):
+        attachments = self.env["ir.attachment"].browse(attachment_ids).exists()
+        foreign = attachments.filtered(lambda attachment: (attachment.res_model, attachment.res_id) != (self._name, self.id))
+        if foreign:
+            raise UserError(_("Attach the files to this lead before sending them."))
+        return attachments
+
+    def _whatsapp_chat_send_free(self, body, attachments):
+        Message = self.env["strato.whatsapp.message"]
+        if not (body or attachments):
+            raise UserError(_("Write a message or attach a file."))
+        if not attachments:
+            return Message._enqueue_for_leads(self, body=body, raise_on_skip=True)[0]
+        messages, caption = Message.browse(), body
+        if body and Message._media_type_for(attachments[0].mimetype) not in const.MEDIA_CAPTION_TYPES:
+            # Audio and stickers take no caption: the text goes first, on its own.
+            messages, caption = Message._enqueue_for_leads(self, body=body, raise_on_skip=True)[0], None
+        for index, attachment in enumerate(attachments):
+            messages |= Message._enqueue_for_leads(
+                self, body=caption if index == 0 else None, attachment=attachment, raise_on_skip=True)[0]
+        return messages
+
+    def _whatsapp_chat_conversation(self):
+        """The conversation a message written now goes to (None yet when the lead was never written to)."""
+        Conversation = self.env["strato.whatsapp.conversation"]
+        account = Conversation._latest_account(self) or self.env["strato.whatsapp.account"]._default_for(self.company_id)
+        if not account:
+            return Conversation, account
+        wa_id = self.whatsapp_number and phone.wa_id_from_e164(self.whatsapp_number)
+        domain = [("wa_id", "=", wa_id)] if wa_id else [("lead_id", "=", self.id)]
+        return Conversation.search([("account_id", "=", account.id)] + domain, limit=1), account
+
+    def _whatsapp_chat_composer(self):
+        """What the reply box offers, and why free text is not allowed when it is not."""
+        conversation, account = self._whatsapp_chat_conversation()
+        refusal = account and self.has_access("write") and \
+            self.env["strato.whatsapp.conversation"]._plan_for_leads(self, account)[self].refusal
+        if refusal:
+            return {"account": account.display_name, "reachable": False, "window_open": False,
+                    "window_expires_at": False, "opted_out": False, "notice": refusal, "templates": []}
+        reachable = bool(conversation) or self.whatsapp_number_state == "valid"
+        window_open = bool(conversation.window_open)
+        return {
+            "account": account.display_name or "",
+            "reachable": bool(account) and reachable,
+            "window_open": window_open,
+            "window_expires_at": fields.Datetime.to_string(conversation.window_expires_at) if window_open else False,
+            "opted_out": self.whatsapp_opt_out,
+            "notice": self._whatsapp_chat_notice(account, reachable, window_open),
+            "templates": self._whatsapp_chat_templates(account) if account and reachable else [],
+        }
+
+    def _whatsapp_chat_notice(self, account, reachable, window_open):
+        if not account:
+            return _("No WhatsApp number is configured for this company yet.")
+        if not reachable:
+            return _("This lead has no valid WhatsApp number: add a mobile number (with its country code if it "
+                     "is from abroad).")
+        if not window_open:
+            return _("The contact has not written in the last 24 hours. WhatsApp only lets you write first with an "
+                     "approved template; once they answer you can write freely again.")
+        return ""
+
+    def _whatsapp_chat_templates(self, account):
+        domain = [("account_id", "=", account.id), ("status", "=", "approved")]
+        if self.whatsapp_opt_out:
+            domain.append(("category", "!=", "MARKETING"))
+        templates = self.env["strato.whatsapp.template"].search(domain, order="name, language")
+        return [{"id": template.id, "name": template.display_name, "category": template.category,
+                 "preview": template._render_text(self)} for template in templates]

@@ -1,14 +1,17 @@
 from odoo import api, fields, models
 
+from .. import const
+
 # How a WhatsApp message's state reads in Odoo's delivery icons (the ones e-mail and SMS show).
 NOTIFICATION_STATUS = {
-    "queued": "ready",
-    "sending": "process",
-    "sent": "pending",
-    "delivered": "sent",
-    "read": "sent",
-    "failed": "exception",
-    "unknown": "exception",
+    const.STATE_QUEUED: "ready",
+    const.STATE_SENDING: "process",
+    const.STATE_SENT: "pending",
+    const.STATE_DELIVERED: "sent",
+    const.STATE_READ: "sent",
+    const.STATE_FAILED: "exception",
+    const.STATE_UNKNOWN: "exception",
+    const.STATE_CANCELLED: "canceled",
 }
 
 
@@ -43,9 +46,9 @@ class MailNotification(models.Model):
     @api.model
     def _strato_whatsapp_values(self, message):
         """What the notification of ``message`` says now."""
-        if message.state == "unknown":
+        if message.state == const.STATE_UNKNOWN:
             failure_type = "whatsapp_outcome_unknown"
-        elif message.state == "failed":
+        elif message.state == const.STATE_FAILED:
             failure_type = f"whatsapp_{message.failure_type or 'unknown'}"
         else:
             failure_type = False

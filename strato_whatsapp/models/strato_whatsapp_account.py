@@ -8,7 +8,7 @@ from odoo import _, api, fields, models, tools
 from odoo.exceptions import UserError, ValidationError
 
 from .. import const
-from ..tools import graph_api
+from ..tools import graph_api, graph_errors
 
 _logger = logging.getLogger(__name__)
 
@@ -41,6 +41,13 @@ TRUSTED_API_HOSTS = frozenset({
 def _new_verify_token():
     return secrets.token_urlsafe(24)
 
+# Meta's quality rating of a phone number ("NA" and anything new read as not rated yet).
+QUALITY_RATINGS = [
+    ("GREEN", "High"),
+    ("YELLOW", "Medium"),
+    ("RED", "Low"),
+    ("UNKNOWN", "Not Rated Yet"),
+]
 
 class StratoWhatsappAccount(models.Model):
     _name = "strato.whatsapp.account"
@@ -86,13 +93,22 @@ class StratoWhatsappAccount(models.Model):
         help="Messages are only accepted when their signature can be checked with the App Secret.")
     display_phone_number = fields.Char("Phone Number", readonly=True, copy=False)
     verified_name = fields.Char(readonly=True, copy=False)
-    quality_rating = fields.Char(readonly=True, copy=False)
+    quality_rating = fields.Selection(
+        QUALITY_RATINGS, readonly=True, copy=False,
+        help="Meta's rating of the messages this number sent lately, from how contacts received them "
+             "(blocks, reports). A low rating limits how many people the number may write to.")
     team_id = fields.Many2one(
         "crm.team", "Sales Team for New Leads", check_company=True,
         help="Leads created from messages of unknown numbers go to this team (else the company's default team).")
     user_id = fields.Many2one(
         "res.users", "Salesperson for New Leads", check_company=True,
-        help="Leave empty to keep new WhatsApp leads unassigned, for lead assignment or any salesperson to take.")
+        help="Leads created from messages of unknown numbers go to this salesperson. Leave empty to let CRM's "
+             "rule-based assignment choose (when it is on), or the people below take them.")
+    notify_user_ids = fields.Many2many(
+        "res.users", "strato_whatsapp_account_notify_user_rel", "account_id", "user_id",
+        string="Tell About New Contacts", domain=[("share", "=", False)],
+        help="When a new contact's lead has no salesperson, these users get an activity to answer or assign "
+             "it (when empty: the sales team's leader, else the WhatsApp administrators).")
     messages_per_second = fields.Integer(
         "Messages per Second", default=80, required=True,
         help="Sending never goes faster. Meta's standard tier is 80; numbers shared with the WhatsApp "
@@ -316,30 +332,37 @@ class StratoWhatsappAccount(models.Model):
         self._check_manage()
         try:
             info = self._graph_client().get_phone_number_info()
-        except graph_api.GraphApiError as error:
-            if isinstance(error, graph_api.AuthError):
+        except graph_errors.GraphApiError as error:
+            if isinstance(error, graph_errors.AuthError):
                 self.sudo().token_invalid = True  # sudo: _check_manage passed; the flag is read-only in the form
             return self._notification(_("Connection failed"), self._explain_error(error), "danger")
         # sudo: _check_manage passed; these fields are read-only in the form, Meta's answer fills them.
         self.sudo().write({
             "display_phone_number": info.get("display_phone_number"),
             "verified_name": info.get("verified_name"),
-            "quality_rating": info.get("quality_rating"),
+            "quality_rating": self._quality_rating(info.get("quality_rating")),
             "token_invalid": False,
         })
-        message = _("Connected to %(name)s (%(number)s), quality rating %(quality)s.",
+        message = _("Connected to %(name)s (%(number)s). Quality rating: %(quality)s.",
                     name=info.get("verified_name") or "?", number=info.get("display_phone_number") or "?",
-                    quality=info.get("quality_rating") or "?")
+                    quality=dict(self._fields["quality_rating"]._description_selection(self.env))[
+                        self._quality_rating(info.get("quality_rating"))])
         action = self._notification(_("Connection works"), message, "success")
         action["params"]["next"] = {"type": "ir.actions.client", "tag": "soft_reload"}
         return action
 
     @api.model
+    def _quality_rating(self, value):
+        """Meta's rating as one of ours: an unexpected value (Meta adds some) reads as "not rated"."""
+        value = str(value or "").upper()
+        return value if value in dict(QUALITY_RATINGS) else "UNKNOWN"
+
+    @api.model
     def _explain_error(self, error):
         """A sentence an administrator can act on, for a Graph API error."""
-        if isinstance(error, graph_api.AuthError):
+        if isinstance(error, graph_errors.AuthError):
             return _("Meta refused the access token: it is wrong or has expired. Paste a new one.")
-        if isinstance(error, graph_api.GraphPermissionError):
+        if isinstance(error, graph_errors.GraphPermissionError):
             return _("The token has no permission on this phone number. Check the System User's assets "
                      "and its whatsapp_business_messaging permission.")
         # Only the error's own message and code: never the body of an answer (which, from a host that is
@@ -348,7 +371,7 @@ class StratoWhatsappAccount(models.Model):
         summary = error.message
         if error.code is not None:
             summary += (f": {error.details}" if error.details and error.details not in summary else "") + f" ({error.code})"
-        if isinstance(error, graph_api.RetryableError):
+        if isinstance(error, graph_errors.RetryableError):
             return _("Meta could not be reached or is busy (%s). Try again in a minute.", summary)
         return _("Meta answered with an error: %s", summary)
 
@@ -376,7 +399,7 @@ class StratoWhatsappAccount(models.Model):
         self.ensure_one()
         if not self._can_send():
             return
-        if isinstance(error, graph_api.AuthError):
+        if isinstance(error, graph_errors.AuthError):
             self.token_invalid = True
         else:
             self.sending_stopped_reason = self._explain_error(error)

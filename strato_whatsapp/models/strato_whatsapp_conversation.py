@@ -1,12 +1,18 @@
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
-from odoo import _, api, fields, models
+import babel.dates
+import pytz
 
+from odoo import _, api, fields, models
+from odoo.tools.misc import babel_locale_parse, format_date
+
+from .. import const
 from ..tools import phone
 
 # Meta's customer service window: free-form messages are allowed for 24 h after the user's last message.
 SERVICE_WINDOW = timedelta(hours=24)
+PREVIEW_LENGTH = 80
 
 
 # A spreadsheet takes a cell starting with one of these as a formula: a WhatsApp profile name such as
@@ -54,6 +60,21 @@ class StratoWhatsappConversation(models.Model):
     message_ids = fields.One2many("strato.whatsapp.message", "conversation_id")
     unread_count = fields.Integer(compute="_compute_unread_count", store=True)
 
+    # What the inbox (list and kanban of conversations) shows and filters on.
+    has_unread = fields.Boolean("Unread", compute="_compute_has_unread", store=True)
+    failed_count = fields.Integer(
+        "Failed Messages", compute="_compute_failed_count", store=True,
+        help="Messages to the contact that failed, or whose outcome is unknown, and were not retried.")
+    has_failed = fields.Boolean("Has Failed Messages", compute="_compute_has_failed", store=True)
+    last_message_preview = fields.Char("Last Message", compute="_compute_last_message")
+    last_message_direction = fields.Selection(
+        [("inbound", "Received"), ("outbound", "Sent")], compute="_compute_last_message")
+    last_message_state = fields.Char(compute="_compute_last_message")
+    last_message_when = fields.Char(
+        "When", compute="_compute_last_message",
+        help="When the last message shown was exchanged, as a chat list says it: its time today, "
+             "\"Yesterday\", the day of the week, or the date.")
+
     _sql_constraints = [
         ("account_wa_id_uniq", "unique(account_id, wa_id)",
          "There is already a conversation with this WhatsApp number on this account."),
@@ -98,14 +119,12 @@ class StratoWhatsappConversation(models.Model):
             conversation.unread_count = counts.get(conversation, 0)
 
     def action_mark_read(self):
-        """Mark the inbound messages of these conversations as read by the agent."""
+        """Mark the received messages of these conversations as read by the agent."""
         self.check_access("read")
-        unread = self.env["strato.whatsapp.message"].search([
-            ("conversation_id", "in", self.ids), ("direction", "=", "inbound"), ("is_read", "=", False)])
-        # The caller can read these conversations (checked above); the messages were searched with their
-        # rights. Users do not write messages, and this flag is the one thing reading changes.
-        # sudo: marks as read only messages the caller was shown, and only the read flag.
-        unread.sudo().write({"is_read": True})
+        # Searched with the caller's rights: only what they can read is marked (and Meta told, if enabled).
+        self.env["strato.whatsapp.message"].search([
+            ("conversation_id", "in", self.ids), ("direction", "=", "inbound"), ("is_read", "=", False),
+        ])._mark_read_by_agent()
 
     def action_open_lead(self):
         self.ensure_one()
@@ -195,9 +214,14 @@ class StratoWhatsappConversation(models.Model):
         number = e164 or (self.wa_id and "+" + self.wa_id)
         previous = self.lead_id
         profile_name = _inert_name(self.profile_name)
+        shown_number = (number and phone.format_international(number)) or self.bsuid
+        # In the language of the company's leads: the cron user's is nobody's.
+        lang = self.account_id.company_id.partner_id.lang or self.env.lang
+        env = self.with_context(lang=lang).env
         return {
             **account_values,
-            "name": profile_name or (number and phone.format_international(number)) or self.bsuid,
+            "name": env._("WhatsApp: %(name)s (%(number)s)", name=profile_name, number=shown_number)
+            if profile_name else env._("WhatsApp: %s", shown_number),
             "contact_name": profile_name or previous.contact_name,
             "partner_id": previous.partner_id.id or self.partner_id.id,
             "phone": number and phone.format_international(number),
@@ -330,6 +354,83 @@ class StratoWhatsappConversation(models.Model):
         # The blacklist is readable by system administrators only.
         # sudo: only a yes/no for a number the caller writes to leaves this method.
         return bool(number) and bool(self.env["phone.blacklist"].sudo().search_count([("number", "=", number)], limit=1))
+
+
+    # ------------------------------------------------------------------
+    # The inbox
+    # ------------------------------------------------------------------
+    @api.depends("unread_count")
+    def _compute_has_unread(self):
+        for conversation in self:
+            conversation.has_unread = conversation.unread_count > 0
+
+    @api.depends("message_ids.state")
+    def _compute_failed_count(self):
+        counts = dict(self.env["strato.whatsapp.message"]._read_group(
+            [("conversation_id", "in", self.ids), ("direction", "=", "outbound"), ("state", "in", const.FAILED_STATES)],
+            ["conversation_id"], ["__count"]))
+        for conversation in self:
+            conversation.failed_count = counts.get(conversation, 0)
+
+    @api.depends("failed_count")
+    def _compute_has_failed(self):
+        for conversation in self:
+            conversation.has_failed = conversation.failed_count > 0
+
+    def _compute_last_message(self):
+        latest = self._latest_messages()
+        for conversation in self:
+            message = latest.get(conversation.id)
+            conversation.last_message_direction = message.direction if message else False
+            conversation.last_message_state = message.state if message else False
+            text = " ".join((message._chatter_text() or "").split()) if message else ""
+            conversation.last_message_preview = (
+                text if len(text) <= PREVIEW_LENGTH else text[:PREVIEW_LENGTH - 1] + "…")
+            conversation.last_message_when = self._chat_list_when(message.message_at) if message else False
+
+    @api.model
+    def _chat_list_when(self, moment):
+        """"15:40" today, "Yesterday", "Monday" within the week, else the date, in the user's time zone and
+        language."""
+        tz = pytz.timezone(self.env.context.get("tz") or self.env.user.tz or "UTC")
+        try:
+            local = pytz.utc.localize(moment).astimezone(tz)
+        except (OverflowError, ValueError):  # a date at the end of time, from a broken clock
+            return format_date(self.env, moment.date())
+        days = (datetime.now(tz).date() - local.date()).days
+        locale = babel_locale_parse(self.env.lang or "en_US")
+        if days <= 0:
+            return babel.dates.format_time(local, format="short", locale=locale)
+        if days == 1:
+            return _("Yesterday")
+        if days < 7:
+            return babel.dates.format_date(local.date(), format="EEEE", locale=locale).capitalize()
+        return format_date(self.env, local.date())
+
+    def _latest_messages(self):
+        """{conversation id: its latest message other than a reaction}, in one query."""
+        ids = [conversation_id for conversation_id in self.ids if conversation_id]
+        if not ids:
+            return {}
+        self.env["strato.whatsapp.message"].flush_model(["conversation_id", "message_at", "message_type"])
+        self.env.cr.execute("""
+            SELECT DISTINCT ON (conversation_id) conversation_id, id
+              FROM strato_whatsapp_message
+             WHERE conversation_id IN %s AND message_type != 'reaction'
+             ORDER BY conversation_id, message_at DESC, id DESC
+        """, [tuple(ids)])
+        rows = self.env.cr.fetchall()
+        messages = self.env["strato.whatsapp.message"].browse(message_id for _conversation, message_id in rows)
+        return {conversation_id: message for (conversation_id, _id), message in zip(rows, messages)}
+
+    def action_open_chat(self):
+        """The lead's form, where the chat lives (the conversation's own form when it has no lead)."""
+        self.ensure_one()
+        self.check_access("read")
+        if self.lead_id:
+            return self.action_open_lead()
+        return {"type": "ir.actions.act_window", "res_model": self._name, "res_id": self.id,
+                "views": [(False, "form")]}
 
 
 class ConversationLink(NamedTuple):

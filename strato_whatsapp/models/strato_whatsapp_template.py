@@ -2,6 +2,7 @@ import base64
 import logging
 import mimetypes
 import re
+import unicodedata
 from collections import Counter
 from datetime import timedelta
 
@@ -11,7 +12,7 @@ from odoo import _, api, fields, models
 from odoo.exceptions import UserError, ValidationError
 from odoo.tools.mimetypes import guess_mimetype
 
-from ..tools import graph_api, webhook
+from ..tools import graph_errors, webhook
 
 _logger = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ class StratoWhatsappTemplate(models.Model):
     footer_text = fields.Char("Footer")
     button_ids = fields.One2many("strato.whatsapp.template.button", "template_id", "Buttons", copy=True)
     variable_ids = fields.One2many("strato.whatsapp.template.variable", "template_id", "Variables", copy=True)
-    rejected_reason = fields.Char(readonly=True, copy=False)
+    rejected_reason = fields.Char(readonly=True, copy=False, help="Meta's code for why it rejected the template.")
+    rejected_reason_text = fields.Char("Why Meta Rejected It", compute="_compute_rejected_reason_text")
     quality_score = fields.Selection(
         [("GREEN", "High"), ("YELLOW", "Medium"), ("RED", "Low"), ("UNKNOWN", "Unknown")],
         readonly=True, copy=False, help="Meta's quality rating, from recipients' feedback.")
@@ -158,6 +160,27 @@ class StratoWhatsappTemplate(models.Model):
         ("name_language_account_uniq", "unique(account_id, name, language)",
          "A template with this name and language already exists for this WhatsApp account."),
     ]
+
+    @api.depends("rejected_reason")
+    def _compute_rejected_reason_text(self):
+        reasons = {
+            "ABUSIVE_CONTENT": _("Meta considers the content abusive or against its policies. Write it again "
+                                 "in a neutral tone and submit it as a new template."),
+            "INCORRECT_CATEGORY": _("The category does not match the content (for example, a promotion filed "
+                                    "as Utility). Choose the right category and submit it again."),
+            "INVALID_FORMAT": _("The format is not valid: check the variables ({{1}}, {{2}}... in order, not "
+                                "at the very start or end, not next to each other) and the examples."),
+            "PROMOTIONAL": _("Meta sees promotional content in a template that is not Marketing: file it as "
+                             "Marketing, or remove the promotion."),
+            "SCAM": _("Meta suspects the content could be used to deceive people. Make the sender and the "
+                      "purpose clear, and submit it again."),
+            "TAG_CONTENT_MISMATCH": _("The category or language does not match the content. Check both and "
+                                      "submit it again."),
+        }
+        for template in self:
+            code = template.rejected_reason
+            template.rejected_reason_text = code and reasons.get(code, _(
+                "Meta gave the reason %s. See Meta's template guidelines, correct it and submit it again.", code))
 
     @api.depends("name", "language")
     def _compute_display_name(self):
@@ -201,7 +224,10 @@ class StratoWhatsappTemplate(models.Model):
     @api.onchange("name")
     def _onchange_name(self):
         if self.name and not TEMPLATE_NAME.match(self.name):
-            self.name = re.sub(r"[^a-z0-9_]+", "_", self.name.strip().lower()).strip("_")
+            # "Confirmación visita" -> "confirmacion_visita": accents dropped, not turned into underscores.
+            plain = unicodedata.normalize("NFKD", self.name.strip().lower())
+            plain = "".join(char for char in plain if not unicodedata.combining(char))
+            self.name = re.sub(r"[^a-z0-9_]+", "_", plain).strip("_")
 
     @api.model_create_multi
     def create(self, vals_list):
@@ -436,11 +462,11 @@ class StratoWhatsappTemplate(models.Model):
             return template.header_media_id
         content, mimetype, filename = template._header_file()
         if not content:
-            raise graph_api.TemplateError(
+            raise graph_errors.TemplateError(
                 _("Template %s has a media header but no file to send.", template.display_name), retryable=False)
         media_id = (client.upload_media(content, mimetype, filename) or {}).get("id")
         if not media_id:
-            raise graph_api.MediaError("The Graph API returned no media id for the template header")
+            raise graph_errors.MediaError("The Graph API returned no media id for the template header")
         template.write({"header_media_id": media_id, "header_media_uploaded_at": fields.Datetime.now(),
                         "header_media_phone_number_id": client.phone_number_id})
         return media_id
@@ -601,7 +627,7 @@ class StratoWhatsappTemplate(models.Model):
                 values = {"status": "pending"}
             else:
                 values = self._created_values(client.create_template(self._create_payload(components)))
-        except graph_api.GraphApiError as error:
+        except graph_errors.GraphApiError as error:
             raise UserError(_("Meta did not accept template %(name)s. %(reason)s",
                               name=self.name, reason=account._explain_error(error))) from None
         self.write(dict(values, rejected_reason=False, meta_missing=False))
@@ -679,7 +705,7 @@ class StratoWhatsappTemplate(models.Model):
         try:
             remote = account._graph_client().iter_templates(name=self.name, fields=META_TEMPLATE_FIELDS)
             found = [data for data in remote if str(data.get("id")) == self.meta_template_id]
-        except graph_api.GraphApiError as error:
+        except graph_errors.GraphApiError as error:
             raise UserError(_("Could not ask Meta about template %(name)s. %(reason)s",
                               name=self.name, reason=account._explain_error(error))) from None
         return self._meta_status_values(found[0]) if found else {"meta_missing": True}
@@ -697,7 +723,7 @@ class StratoWhatsappTemplate(models.Model):
             try:
                 # sudo: the daily cron (see the search above), no user behind it.
                 counts = self.sudo()._sync_account(account)
-            except graph_api.GraphApiError as error:
+            except graph_errors.GraphApiError as error:
                 _logger.warning("WhatsApp templates of account %s not synced: %s", account.id, error)
                 continue
             _logger.info("WhatsApp templates of account %s synced: %s", account.id, counts)
@@ -709,7 +735,7 @@ class StratoWhatsappTemplate(models.Model):
             raise UserError(_("Set the WhatsApp Business Account ID first: templates are listed under it."))
         try:
             counts = self._sync_account(account)
-        except graph_api.GraphApiError as error:
+        except graph_errors.GraphApiError as error:
             return account._notification(_("Templates not synced"), account._explain_error(error), "danger")
         message = _("%(total)s template(s) at Meta: %(new)s new here, %(gone)s no longer at Meta.",
                     total=counts["total"], new=counts["created"], gone=counts["gone"])

@@ -3,11 +3,10 @@ import threading
 import time
 from datetime import timedelta
 
-from psycopg2.extensions import TRANSACTION_STATUS_IDLE
-
 from odoo import _, api, fields, models
 
-from ..tools import graph_api, webhook
+from ..tools import graph_errors, phone, webhook
+from .strato_whatsapp_conversation import _inert_name
 
 _logger = logging.getLogger(__name__)
 
@@ -25,16 +24,12 @@ RUN_SECONDS = 50
 # claims, so message rows stay current and the chatter catches up when the burst is over.
 CHATTER_SLICE_BUSY_SECONDS = 0.1
 CHATTER_SLICE_IDLE_SECONDS = 0.5
-# Advisory lock between the webhook requests that skip waking the cron and the run that consumes the
-# wake-ups; the value only has to be unique to this use in the database.
-WAKE_LOCK_KEY = 0x57A7_0057_A4EB
-# A wake-up no run has consumed after this long is assumed lost (a run that failed): the next POST wakes
-# the cron again. Runs consume them at least every RUN_SECONDS while they work.
-WAKE_STALE_SECONDS = 60
 # An event's error names at most this many skipped or failed items, each cut to this length: enough to
 # find them in the payload, however many a body holds.
 ERROR_ITEMS = 5
 ERROR_ITEM_CHARS = 300
+# The summary of an event names this many of its items.
+SUMMARY_ITEMS = 3
 
 
 class StratoWhatsappWebhookEvent(models.Model):
@@ -67,101 +62,61 @@ class StratoWhatsappWebhookEvent(models.Model):
             except webhook.WebhookPayloadError as error:
                 event.summary = str(error)
                 continue
-            counts = {}
-            for item in parsed:
-                counts[type(item).__name__] = counts.get(type(item).__name__, 0) + 1
-            event.summary = ", ".join(f"{count} {kind}" for kind, count in counts.items())
+            lines = [event._item_summary(item) for item in parsed[:SUMMARY_ITEMS]]
+            if len(parsed) > SUMMARY_ITEMS:
+                lines.append(_("and %s more", len(parsed) - SUMMARY_ITEMS))
+            event.summary = "; ".join(lines) or _("Nothing to apply")
+
+    @api.model
+    def _item_summary(self, item):
+        """Whose message or status an item is, in words ("Message from Marta (+34 600 000 201)")."""
+        wa_id = getattr(item, "wa_id", None) or getattr(item, "recipient_id", None)
+        e164 = phone.e164_from_wa_id(wa_id) if wa_id else None
+        number = phone.format_international(e164) if e164 else None
+        who = number or getattr(item, "bsuid", None) or getattr(item, "recipient_bsuid", None) or _("an unknown number")
+        if isinstance(item, webhook.InboundMessage):
+            name = _inert_name(item.profile_name) if getattr(item, "profile_name", None) else None
+            return _("Message from %(name)s (%(number)s)", name=name, number=who) if name else \
+                _("Message from %s", who)
+        if isinstance(item, webhook.StatusUpdate):
+            return _("Status \"%(status)s\" of a message to %(number)s", status=item.status, number=who)
+        if isinstance(item, (webhook.TemplateStatusUpdate, webhook.TemplateQualityUpdate)):
+            return _("Update of template %s", item.name or "?")
+        return _("Other notification from Meta")
 
     @api.model
     def _store(self, account, raw_body):
-        """Persist one authenticated POST and make sure a processing run will see it. Called by the webhook
-        route; in the usual case it costs one statement.
-
-        Waking the cron with ``ir.cron._trigger()`` on every POST would cost more than the rest of the
-        request (a trigger row, and a NOTIFY over a new connection to the ``postgres`` database), so only
-        the POST that finds no wake-up requested since the last run started triggers the cron. That is
-        safe because each POST holds an advisory lock shared from its check until its commit, and a run
-        clears the request under the same lock taken exclusively (``_start_wake_epoch``) before it claims
-        events: a POST that relied on an earlier wake-up has committed its event by then. A wake-up left
-        unconsumed for ``WAKE_STALE_SECONDS`` (its run failed) is made again."""
-        cr = self.env.cr
-        if not self._transaction_idle(cr) and not self._testing():
+        """Persist one authenticated POST and make sure a processing run will see it (the wake-up
+        protocol: ``strato.whatsapp.webhook.wakeup``). Called by the webhook route; in the usual case it
+        costs one statement."""
+        Wakeup = self.env["strato.whatsapp.webhook.wakeup"]
+        if not Wakeup._transaction_idle(self.env.cr):
             # The request's transaction has already read something: its snapshot could predate the
             # latest clearing of the wake-up. A transaction of our own reads the current state.
             with self.env.registry.cursor() as own_cr:
-                return self.with_env(self.env(cr=own_cr))._store_wake_checked(account, raw_body).with_env(self.env)
-        return self._store_wake_checked(account, raw_body)
+                return self.with_env(self.env(cr=own_cr))._store_now(account, raw_body).with_env(self.env)
+        return self._store_now(account, raw_body)
 
     @api.model
-    def _store_wake_checked(self, account, raw_body):
+    def _store_now(self, account, raw_body):
         now = fields.Datetime.now()
-        # Under READ COMMITTED (set here when the transaction starts with this statement), the INSERT sees
-        # every clearing committed before the lock was granted.
-        self.env.cr.execute(self._read_committed_prefix(self.env.cr) + """
-            SELECT pg_advisory_xact_lock_shared(%s);
+        event_id = self.env["strato.whatsapp.webhook.wakeup"]._store_and_wake("""
             INSERT INTO strato_whatsapp_webhook_event
                    (account_id, company_id, payload, state, attempt_count, create_uid, write_uid, create_date, write_date)
             SELECT account.id, account.company_id, %s, 'pending', 0, %s, %s, %s, %s
               FROM strato_whatsapp_account AS account
              WHERE account.id = %s
-            RETURNING id, (SELECT requested_at > %s FROM strato_whatsapp_webhook_wakeup WHERE id = 1)
-        """, [WAKE_LOCK_KEY, raw_body.decode(), self.env.uid, self.env.uid, now, now, account.id,
-              now - timedelta(seconds=WAKE_STALE_SECONDS)])
-        stored = self.env.cr.fetchone()
-        if not stored:
+            RETURNING id""", [raw_body.decode(), self.env.uid, self.env.uid, now, now, account.id],
+            self._processing_cron)
+        if not event_id:
             _logger.warning("WhatsApp webhook for account %s, deleted meanwhile: nothing stored", account.id)
             return self.browse()
-        event_id, wake_pending = stored
-        if not wake_pending:
-            # Of POSTs racing here, the first to update the row wakes the cron; the others see its value.
-            self.env.cr.execute("""
-                UPDATE strato_whatsapp_webhook_wakeup SET requested_at = %s
-                 WHERE id = 1 AND (requested_at IS NULL OR requested_at <= %s)
-             RETURNING id
-            """, [now, now - timedelta(seconds=WAKE_STALE_SECONDS)])
-            if self.env.cr.fetchone():
-                self._processing_cron()._trigger()
         return self.browse(event_id)
 
     @api.model
     def _processing_cron(self):
         # sudo: the addon's own cron, woken for events a signed POST stored.
         return self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook").sudo()
-
-    @api.model
-    def _transaction_idle(self, cr):
-        """Whether ``cr``'s next statement starts a new transaction (whose isolation can still be set)."""
-        connection = getattr(cr, "_cnx", None)
-        return connection is not None and connection.info.transaction_status == TRANSACTION_STATUS_IDLE
-
-    @api.model
-    def _read_committed_prefix(self, cr):
-        """SQL to put first in the statement that starts ``cr``'s next transaction, for it to run under
-        READ COMMITTED; empty when the transaction has already started (test cursors)."""
-        return "SET TRANSACTION ISOLATION LEVEL READ COMMITTED;" if self._transaction_idle(cr) else ""
-
-    @api.model
-    def _testing(self):
-        return getattr(threading.current_thread(), "testing", False)
-
-    @api.model
-    def _start_wake_epoch(self):
-        """Clear the wake-up request and commit, so that every event whose POST relied on that request is
-        visible to the claims that follow (see ``_store``). The cron's triggers are left to Odoo."""
-        cr = self.env.cr
-        self._commit_progress()  # a new transaction, which READ COMMITTED can then apply to
-        cr.execute(self._read_committed_prefix(cr) + """
-            SELECT pg_advisory_xact_lock(%s);
-            UPDATE strato_whatsapp_webhook_wakeup SET requested_at = NULL WHERE id = 1 AND requested_at IS NOT NULL;
-        """, [WAKE_LOCK_KEY])
-        self._commit_progress()
-
-    @api.model
-    def _wake_requested(self):
-        """Whether a POST asked for a run since the last ``_start_wake_epoch``."""
-        self.env.cr.execute("SELECT requested_at IS NOT NULL FROM strato_whatsapp_webhook_wakeup WHERE id = 1")
-        row = self.env.cr.fetchone()
-        return bool(row and row[0])
 
     @api.model
     def _cron_process(self, limit=None, run_seconds=RUN_SECONDS):
@@ -174,8 +129,9 @@ class StratoWhatsappWebhookEvent(models.Model):
         deadline = time.monotonic() + run_seconds
         processed = 0
         Message = self.env["strato.whatsapp.message"]
+        Wakeup = self.env["strato.whatsapp.webhook.wakeup"]
         while True:
-            self._start_wake_epoch()
+            Wakeup._start_epoch(self._commit_progress)
             while time.monotonic() < deadline:
                 events = self._claim_batch(BATCH_SIZE)
                 if events:
@@ -195,7 +151,7 @@ class StratoWhatsappWebhookEvent(models.Model):
                 self._processing_cron()._trigger()
                 self._commit_progress(processed)
                 return processed
-            if not self._wake_requested():
+            if not Wakeup._requested():
                 return processed
 
     @api.model
@@ -212,8 +168,8 @@ class StratoWhatsappWebhookEvent(models.Model):
         return self.browse(row[0] for row in self.env.cr.fetchall())
 
     def _commit_progress(self, processed=0):
-        if self._testing():
-            return
+        if getattr(threading.current_thread(), "testing", False):
+            return  # Odoo's idiom (crm, event): tests run in one transaction
         if processed:
             self.env["ir.cron"]._notify_progress(done=processed, remaining=0)
         self.env.cr.commit()
@@ -252,7 +208,7 @@ class StratoWhatsappWebhookEvent(models.Model):
     def _record_failure(self, error, text=None):
         attempts = self.attempt_count + 1
         _logger.warning("WhatsApp webhook event %s failed (attempt %s): %s", self.id, attempts, text or error)
-        retry_in = graph_api.retry_delay(attempts)
+        retry_in = graph_errors.retry_delay(attempts)
         self.write({
             "state": "failed",
             "error": text or f"{type(error).__name__}: {error}",

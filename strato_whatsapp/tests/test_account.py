@@ -77,9 +77,15 @@ class TestWhatsappAccountConnection(WithGraphSimulator, WhatsappCase):
         self.assertIn(SIM_ACCOUNT["verified_name"], result["params"]["message"])
         self.assertEqual(self.account.display_phone_number, SIM_ACCOUNT["display_phone_number"])
         self.assertEqual(self.account.quality_rating, "GREEN")
+        self.assertIn("Quality rating: High.", result["params"]["message"], "in words, not Meta's colour code")
         request = self.simulator.requests()[-1]
         self.assertEqual(request["path"], f"/{self.account.graph_api_version}/{SIM_ACCOUNT['phone_number_id']}")
         self.assertEqual(request["headers"]["authorization"], "Bearer test-token")
+
+    def test_quality_ratings_meta_adds_read_as_not_rated(self):
+        Account = self.env["strato.whatsapp.account"]
+        self.assertEqual([Account._quality_rating(value) for value in ("yellow", "RED", "NA", None, "PURPLE")],
+                         ["YELLOW", "RED", "UNKNOWN", "UNKNOWN", "UNKNOWN"])
 
     def test_wrong_token_is_explained_and_flagged(self):
         self.account.access_token = "EAAG-revoked-4711"

@@ -101,7 +101,7 @@ class TestAutomationSendsOnce(WithGraphSimulator, WhatsappCase):
         self.env["strato.whatsapp.message"]._enqueue_for_leads(lead, template=self.template)
         form = Form(self.env(user=self.salesman)["strato.whatsapp.composer"].with_context(
             active_model="crm.lead", active_ids=lead.ids))
-        form.mode = "template"
+        self.assertEqual(form.mode, "template", "the window is closed: only a template")
         form.template_id = self.template
         self.assertIn("already got this message", form.repeat_warning)
         composer = form.save()

@@ -1,6 +1,8 @@
 import base64
 import json
-from datetime import timedelta
+from datetime import datetime, timedelta
+
+from freezegun import freeze_time
 
 from odoo import fields
 from odoo.exceptions import AccessError, UserError
@@ -43,6 +45,31 @@ class ChatCase(WithGraphSimulator, WhatsappCase):
 
 
 @tagged("post_install", "-at_install")
+class TestInboxTimes(ChatCase):
+    """The inbox card says when, as a chat list does, in the agent's time zone and language."""
+
+    def test_today_yesterday_weekday_then_date(self):
+        self.env["res.lang"]._activate_lang("es_ES")
+        Conversation = self.env["strato.whatsapp.conversation"].with_context(tz="Europe/Madrid", lang="es_ES")
+        now = datetime(2026, 12, 4, 14, 40)  # a Friday, 15:40 in Madrid
+        with freeze_time(now):
+            self.assertEqual(Conversation._chat_list_when(now), "15:40")
+            self.assertEqual(Conversation._chat_list_when(now - timedelta(days=1)), "Ayer")
+            self.assertEqual(Conversation._chat_list_when(now - timedelta(days=3)), "Martes")
+            self.assertEqual(Conversation._chat_list_when(now - timedelta(days=10)), "24/11/2026")
+            self.assertTrue(Conversation._chat_list_when(datetime.max), "the end of time does not break it")
+
+    def test_the_card_time_is_the_previewed_messages(self):
+        self._inbound("¿Tiene garaje?", minutes_ago=30)
+        reaction = self._message(self.conversation, "👍", message_type="reaction", message_at=fields.Datetime.now())
+        self.conversation.invalidate_recordset()
+        self.assertEqual(self.conversation.last_message_preview, "¿Tiene garaje?")
+        shown = self.conversation._chat_list_when(self.conversation.message_ids.filtered(
+            lambda message: message != reaction).message_at)
+        self.assertEqual(self.conversation.last_message_when, shown)
+
+
+@tagged("post_install", "-at_install")
 class TestChatLoad(ChatCase):
 
     def test_messages_come_oldest_first_with_their_status_and_reaction(self):
@@ -61,8 +88,8 @@ class TestChatLoad(ChatCase):
         self.assertEqual(shown["direction"], "outbound")
         self.assertEqual(shown["state"], "failed")
         self.assertEqual(shown["reaction"], "👍")
-        self.assertIn("131026", shown["error"])
-        self.assertIn("undeliverable", shown["error"])
+        self.assertEqual(shown["error"], "Message undeliverable", "the reason, without Meta's code")
+        self.assertEqual((shown["can_retry"], shown["can_cancel"], shown["is_failed"]), (True, False, True))
 
     def test_media_location_and_template_messages_carry_what_the_bubble_needs(self):
         attachment = self.env["ir.attachment"].create({

@@ -18,9 +18,10 @@ class CronWorkers(threading.Thread):
     wakes the open websockets itself after each round, as the bus dispatcher would.
     """
 
-    def __init__(self, registry, interval=0.3):
+    def __init__(self, registry, interval=0.3, send=True):
         super().__init__(name="strato-whatsapp-cron-workers", daemon=True)
         self.registry = registry
+        self.send = send
         self.interval = interval
         self.stopped = threading.Event()
         self.errors = []
@@ -43,7 +44,7 @@ class CronWorkers(threading.Thread):
     def _round(self):
         with self.registry.cursor() as cr:
             env = api.Environment(cr, SUPERUSER_ID, {})
-            if self._sending_is_due(env):
+            if self.send and self._sending_is_due(env):
                 env["strato.whatsapp.message"]._cron_send()
             env["strato.whatsapp.webhook.event"]._cron_process()
 
@@ -80,6 +81,17 @@ class TestChatTour(WhatsappHttpCase):
         cls.lead = cls._lead(name="Piso en Malasaña", contact_name="Lucía Fernández", mobile="+34 600 00 04 01",
                              user_id=cls.salesman.id)
 
+    def _tour_on_the_lead(self, tour, send):
+        """The salesperson's browser on the lead, with the cron workers behind it (``send``: the send queue
+        too, else only the bus that carries changes to the page)."""
+        workers = CronWorkers(self.registry, send=send)
+        workers.start()
+        try:
+            self.start_tour(f"/odoo/crm.lead/{self.lead.id}", tour, login="wa_salesman")
+        finally:
+            workers.stop()
+        self.assertFalse(workers.errors)
+
     def test_agent_reads_answers_and_sees_it_delivered(self):
         status, body = self.simulator.post_webhook(
             self.base_url() + self.WEBHOOK,
@@ -89,13 +101,7 @@ class TestChatTour(WhatsappHttpCase):
         inbound = self.lead.whatsapp_message_ids
         self.assertEqual(inbound.body, "¿Puedo visitar el piso mañana?")
 
-        workers = CronWorkers(self.registry)
-        workers.start()
-        try:
-            self.start_tour(f"/odoo/crm.lead/{self.lead.id}", "strato_whatsapp_chat_tour", login="wa_salesman")
-        finally:
-            workers.stop()
-        self.assertFalse(workers.errors)
+        self._tour_on_the_lead("strato_whatsapp_chat_tour", send=True)
 
         answer = self.lead.whatsapp_message_ids.filtered(lambda message: message.direction == "outbound")
         self.assertEqual(answer.body, "Claro, ¿le viene bien a las 11:00?")
@@ -111,3 +117,18 @@ class TestChatTour(WhatsappHttpCase):
                         "strato_whatsapp_inbox_tour", login="wa_salesman")
         self.assertFalse(self.lead.whatsapp_message_ids.filtered(lambda message: not message.is_read),
                          "opening the chat from the inbox read the message")
+
+    def test_agent_retries_then_cancels_a_message(self):
+        """The demo's failed message, as plainly created messages are: Retry queues it again (built from its
+        own fields at send time), and Cancel stops it before it goes out."""
+        conversation = self.env["strato.whatsapp.conversation"]._for_leads(self.lead)[self.lead]
+        message = self.env["strato.whatsapp.message"].create({
+            "conversation_id": conversation.id, "direction": "outbound", "body": "¿Sigue disponible?",
+            "state": "sent", "wamid": "wamid.retry.cancel"})
+        self._receive(self._status("wamid.retry.cancel", "failed", recipient="34600000401", errors=[131026]))
+        self.assertEqual(message.state, "failed")
+        self.assertNotIn("131026", message.with_user(self.salesman).error_message)
+        sent_before = len(self.simulator.sent()["messages"])
+        self._tour_on_the_lead("strato_whatsapp_retry_cancel_tour", send=False)  # the page's bus only
+        self.assertEqual(message.state, "cancelled")
+        self.assertEqual(len(self.simulator.sent()["messages"]), sent_before, "nothing went to Meta")

@@ -7,9 +7,10 @@ import json
 import pytest
 
 from .. import const
-from ..tools import graph_api
-from ..tools.graph_api import (
-    AccountRestrictedError, AuthError, GraphApiClient, GraphApiError, GraphPermissionError,
+from ..tools import graph_api, graph_errors, graph_payloads, graph_transport
+from ..tools.graph_api import GraphApiClient
+from ..tools.graph_errors import (
+    AccountRestrictedError, AuthError, GraphApiError, GraphPermissionError,
     InvalidParameterError, MarketingOptOutError, MediaError, RecipientError, RetryableError,
     TemplateError, WindowClosedError, WithheldError,
 )
@@ -49,7 +50,7 @@ def meta_error(code, message="(#%s) Something", subcode=None, details=None, **ex
     (131053, MediaError), (987654, GraphApiError),
 ])
 def test_error_codes_map_to_typed_errors(code, error_class):
-    err = graph_api.error_from_response(400, {}, meta_error(code))
+    err = graph_errors.error_from_response(400, {}, meta_error(code))
     assert type(err) is error_class
     assert err.code == code
     assert err.category == const.ERROR_CODE_CATEGORY.get(code, const.ERROR_UNKNOWN)
@@ -59,7 +60,7 @@ def test_error_fields_are_parsed():
     body = meta_error(131047, message="Re-engagement message", subcode=2494010,
                       details="Message failed to send because more than 24 hours have passed",
                       error_user_title="Outside window")
-    err = graph_api.error_from_response(400, {"Content-Type": "application/json"}, body)
+    err = graph_errors.error_from_response(400, {"Content-Type": "application/json"}, body)
     assert (err.http_status, err.code, err.subcode, err.fbtrace_id) == (400, 131047, 2494010, "AbCdEf")
     assert err.title == "Outside window"
     assert err.message == "Re-engagement message"
@@ -69,7 +70,7 @@ def test_error_fields_are_parsed():
 
 
 def test_error_from_payload_maps_status_webhook_errors():
-    err = graph_api.error_from_payload({
+    err = graph_errors.error_from_payload({
         "code": 131050, "title": "Unable to deliver message",
         "message": "Unable to deliver message", "error_data": {"details": "User opted out"},
     })
@@ -85,27 +86,27 @@ def test_error_from_payload_maps_status_webhook_errors():
     ("Unexpected key \"foo\" on param \"template\"", InvalidParameterError),
 ])
 def test_code_100_is_a_recipient_error_only_when_it_names_the_recipient(details, error_class):
-    err = graph_api.error_from_response(400, {}, meta_error(100, "(#100) Invalid parameter", details=details))
+    err = graph_errors.error_from_response(400, {}, meta_error(100, "(#100) Invalid parameter", details=details))
     assert type(err) is error_class
 
 
 def test_http_status_decides_without_an_error_code():
-    assert isinstance(graph_api.error_from_response(401, {}, b""), AuthError)
-    assert isinstance(graph_api.error_from_response(403, {}, b"Forbidden"), GraphPermissionError)
-    assert isinstance(graph_api.error_from_response(429, {}, None), RetryableError)
-    assert isinstance(graph_api.error_from_response(503, {}, b"{}"), RetryableError)
-    assert type(graph_api.error_from_response(404, {}, b"nope")) is GraphApiError
+    assert isinstance(graph_errors.error_from_response(401, {}, b""), AuthError)
+    assert isinstance(graph_errors.error_from_response(403, {}, b"Forbidden"), GraphPermissionError)
+    assert isinstance(graph_errors.error_from_response(429, {}, None), RetryableError)
+    assert isinstance(graph_errors.error_from_response(503, {}, b"{}"), RetryableError)
+    assert type(graph_errors.error_from_response(404, {}, b"nope")) is GraphApiError
 
 
 def test_401_is_auth_even_with_another_code():
-    err = graph_api.error_from_response(401, {}, meta_error(100))
+    err = graph_errors.error_from_response(401, {}, meta_error(100))
     assert isinstance(err, AuthError) and err.blocks_account
 
 
 def test_html_error_page_maps_cleanly():
     page = (b"<!DOCTYPE html><html><head><title>Error</title><style>body{color:red}</style></head>"
             b"<body><h1>502 Bad Gateway</h1><p>The server is taking a nap.</p></body></html>")
-    err = graph_api.error_from_response(502, {"Content-Type": "text/html"}, page)
+    err = graph_errors.error_from_response(502, {"Content-Type": "text/html"}, page)
     assert isinstance(err, RetryableError) and err.retryable
     assert err.message == "HTTP 502 Bad Gateway"
     assert "<" not in err.details and "color:red" not in err.details
@@ -114,22 +115,22 @@ def test_html_error_page_maps_cleanly():
 
 
 def test_non_json_and_broken_bodies_map_cleanly():
-    err = graph_api.error_from_response(400, {}, b"\xff\xfe not json {")
+    err = graph_errors.error_from_response(400, {}, b"\xff\xfe not json {")
     assert type(err) is GraphApiError and err.http_status == 400
-    err = graph_api.error_from_response(500, {}, b'{"error": "flat string"}')
+    err = graph_errors.error_from_response(500, {}, b'{"error": "flat string"}')
     assert isinstance(err, RetryableError)
-    err = graph_api.error_from_response(400, {}, {"error": {"code": "131047", "message": "x"}})
+    err = graph_errors.error_from_response(400, {}, {"error": {"code": "131047", "message": "x"}})
     assert isinstance(err, WindowClosedError) and err.code == 131047
 
 
 @pytest.mark.parametrize("header, expected", [("7", 7), ("1.5", 1.5), ("-3", 0), ("soon", None)])
 def test_retry_after_header(header, expected):
-    err = graph_api.error_from_response(429, {"retry-after": header}, meta_error(130429))
+    err = graph_errors.error_from_response(429, {"retry-after": header}, meta_error(130429))
     assert err.retry_after == expected
 
 
 def test_retry_after_http_date():
-    err = graph_api.error_from_response(429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, b"")
+    err = graph_errors.error_from_response(429, {"Retry-After": "Wed, 21 Oct 2015 07:28:00 GMT"}, b"")
     assert err.retry_after == 0
 
 
@@ -140,10 +141,10 @@ def test_redact_removes_the_token():
 
 
 def test_retry_delay_backs_off_and_honours_retry_after():
-    assert graph_api.retry_delay(1) == const.RETRY_BACKOFF_BASE
-    assert graph_api.retry_delay(2) == const.RETRY_BACKOFF_BASE * const.RETRY_BACKOFF_FACTOR
-    assert graph_api.retry_delay(50) == const.RETRY_BACKOFF_MAX
-    assert graph_api.retry_delay(1, retry_after=60) == 60
+    assert graph_errors.retry_delay(1) == const.RETRY_BACKOFF_BASE
+    assert graph_errors.retry_delay(2) == const.RETRY_BACKOFF_BASE * const.RETRY_BACKOFF_FACTOR
+    assert graph_errors.retry_delay(50) == const.RETRY_BACKOFF_MAX
+    assert graph_errors.retry_delay(1, retry_after=60) == 60
 
 
 # ---------------------------------------------------------------------------
@@ -199,41 +200,41 @@ def envelope(msg_type, content, **extra):
 
 
 def test_text_payload():
-    assert graph_api.build_text_payload("+34 611-222 333", "Hola") == envelope(
+    assert graph_payloads.build_text_payload("+34 611-222 333", "Hola") == envelope(
         "text", {"preview_url": False, "body": "Hola"})
-    payload = graph_api.build_text_payload(TO, "https://strato.es", preview_url=True,
+    payload = graph_payloads.build_text_payload(TO, "https://strato.es", preview_url=True,
                                            reply_to="wamid.IN1", callback_data=42)
     assert payload == envelope("text", {"preview_url": True, "body": "https://strato.es"},
                                context={"message_id": "wamid.IN1"}, biz_opaque_callback_data="42")
 
 
 def test_bsuid_recipient_replaces_to():
-    payload = graph_api.build_text_payload(None, "Hola", bsuid=BSUID)
+    payload = graph_payloads.build_text_payload(None, "Hola", bsuid=BSUID)
     assert payload["recipient"] == BSUID and "to" not in payload
     assert payload["recipient_type"] == "individual"
     # Meta gives a phone number precedence; we send only that one.
-    assert graph_api.recipient_fields(TO, BSUID) == {"to": TO}
+    assert graph_payloads.recipient_fields(TO, BSUID) == {"to": TO}
     with pytest.raises(ValueError):
-        graph_api.build_text_payload("", "Hola")
+        graph_payloads.build_text_payload("", "Hola")
 
 
 def test_template_payload():
     components = [{"type": "body", "parameters": [{"type": "text", "text": "Ana"}]}]
-    assert graph_api.build_template_payload(TO, "visit_reminder", "es", components) == envelope(
+    assert graph_payloads.build_template_payload(TO, "visit_reminder", "es", components) == envelope(
         "template", {"name": "visit_reminder", "language": {"code": "es"}, "components": components})
-    assert graph_api.build_template_payload(TO, "hello", {"code": "en_US"})["template"] == {
+    assert graph_payloads.build_template_payload(TO, "hello", {"code": "en_US"})["template"] == {
         "name": "hello", "language": {"code": "en_US"}}
 
 
 def test_media_payloads():
-    assert graph_api.build_media_payload(TO, "image", media_id="77", caption="Salón") == envelope(
+    assert graph_payloads.build_media_payload(TO, "image", media_id="77", caption="Salón") == envelope(
         "image", {"id": "77", "caption": "Salón"})
-    assert graph_api.build_media_payload(
+    assert graph_payloads.build_media_payload(
         TO, "document", link="https://x.es/plano.pdf", caption="Plano", filename="plano.pdf",
     ) == envelope("document", {"link": "https://x.es/plano.pdf", "caption": "Plano", "filename": "plano.pdf"})
-    assert graph_api.build_media_payload(TO, "audio", media_id="9") == envelope("audio", {"id": "9"})
-    assert graph_api.build_media_payload(TO, "sticker", media_id="8")["sticker"] == {"id": "8"}
-    assert graph_api.build_media_payload(TO, "video", media_id="6", caption="Tour")["video"] == {
+    assert graph_payloads.build_media_payload(TO, "audio", media_id="9") == envelope("audio", {"id": "9"})
+    assert graph_payloads.build_media_payload(TO, "sticker", media_id="8")["sticker"] == {"id": "8"}
+    assert graph_payloads.build_media_payload(TO, "video", media_id="6", caption="Tour")["video"] == {
         "id": "6", "caption": "Tour"}
 
 
@@ -245,22 +246,22 @@ def test_media_payloads():
 ])
 def test_media_payload_rejects_nonsense(kwargs):
     with pytest.raises(ValueError):
-        graph_api.build_media_payload(TO, **kwargs)
+        graph_payloads.build_media_payload(TO, **kwargs)
 
 
 def test_location_contacts_reaction_payloads():
-    assert graph_api.build_location_payload(TO, "40.4168", -3.7038, name="Piso Sol", address="Puerta del Sol 1") \
+    assert graph_payloads.build_location_payload(TO, "40.4168", -3.7038, name="Piso Sol", address="Puerta del Sol 1") \
         == envelope("location", {"latitude": 40.4168, "longitude": -3.7038, "name": "Piso Sol",
                                  "address": "Puerta del Sol 1"})
     card = {"name": {"formatted_name": "Ana Ruiz", "first_name": "Ana"}, "phones": [{"phone": "+34600"}]}
-    assert graph_api.build_contacts_payload(TO, [card]) == envelope("contacts", [card])
-    assert graph_api.build_reaction_payload(TO, "wamid.IN1", "👍") == envelope(
+    assert graph_payloads.build_contacts_payload(TO, [card]) == envelope("contacts", [card])
+    assert graph_payloads.build_reaction_payload(TO, "wamid.IN1", "👍") == envelope(
         "reaction", {"message_id": "wamid.IN1", "emoji": "👍"})
-    assert graph_api.build_reaction_payload(TO, "wamid.IN1", None)["reaction"]["emoji"] == ""
+    assert graph_payloads.build_reaction_payload(TO, "wamid.IN1", None)["reaction"]["emoji"] == ""
 
 
 def test_interactive_buttons_payload():
-    payload = graph_api.build_interactive_buttons_payload(
+    payload = graph_payloads.build_interactive_buttons_payload(
         TO, "¿Visitamos el piso?", [("yes", "Sí"), ("no", "No")], header="Visita", footer="Strato")
     assert payload == envelope("interactive", {
         "type": "button",
@@ -271,7 +272,7 @@ def test_interactive_buttons_payload():
                                {"type": "reply", "reply": {"id": "no", "title": "No"}}]},
     })
     image_header = {"type": "image", "image": {"id": "55"}}
-    assert graph_api.build_interactive_buttons_payload(
+    assert graph_payloads.build_interactive_buttons_payload(
         TO, "b", [("a", "A")], header=image_header)["interactive"]["header"] == image_header
 
 
@@ -280,11 +281,11 @@ def test_interactive_buttons_payload():
 ])
 def test_interactive_buttons_limits(buttons):
     with pytest.raises(ValueError):
-        graph_api.build_interactive_buttons_payload(TO, "body", buttons)
+        graph_payloads.build_interactive_buttons_payload(TO, "body", buttons)
 
 
 def test_interactive_list_payload():
-    payload = graph_api.build_interactive_list_payload(
+    payload = graph_payloads.build_interactive_list_payload(
         TO, "Elige un horario", "Horarios",
         [{"title": "Mañana", "rows": [("m10", "10:00", "Primera hora"), {"id": "m12", "title": "12:00"}]},
          {"title": "Tarde", "rows": [("t17", "17:00")]}],
@@ -310,13 +311,13 @@ def test_interactive_list_payload():
 ])
 def test_interactive_list_limits(sections):
     with pytest.raises(ValueError):
-        graph_api.build_interactive_list_payload(TO, "body", "Ver", sections)
+        graph_payloads.build_interactive_list_payload(TO, "body", "Ver", sections)
 
 
 def test_read_payload():
-    assert graph_api.build_read_payload("wamid.IN1") == {
+    assert graph_payloads.build_read_payload("wamid.IN1") == {
         "messaging_product": "whatsapp", "status": "read", "message_id": "wamid.IN1"}
-    assert graph_api.build_read_payload("wamid.IN1", typing_indicator=True)["typing_indicator"] == {"type": "text"}
+    assert graph_payloads.build_read_payload("wamid.IN1", typing_indicator=True)["typing_indicator"] == {"type": "text"}
 
 
 # ---------------------------------------------------------------------------
@@ -344,7 +345,7 @@ def fake_client(*answers):
 def test_send_goes_through_the_seam():
     client = fake_client({"messages": [{"id": "wamid.OUT"}], "contacts": [{"input": TO, "wa_id": TO}]})
     result = client.send_text(TO, "Hola", callback_data="msg-7")
-    assert graph_api.extract_wamid(result) == "wamid.OUT"
+    assert graph_payloads.extract_wamid(result) == "wamid.OUT"
     method, path, kwargs = client._request.calls[0]
     assert (method, path) == ("POST", "111/messages")
     assert kwargs["json"]["biz_opaque_callback_data"] == "msg-7"
@@ -376,11 +377,21 @@ def test_template_paging_stops_on_a_repeated_cursor():
 
 
 def test_sessions_are_pooled_per_number_and_token():
-    first = graph_api._pooled_session("https://g", "1", "tok")
-    assert graph_api._pooled_session("https://g", "1", "tok") is first
-    assert graph_api._pooled_session("https://g", "1", "other") is not first
-    assert graph_api._pooled_session("https://g", "2", "tok") is not first
-    assert all(key[2] != "tok" and len(key[2]) == 64 for key in graph_api._sessions)
+    first = graph_transport.pooled_session("https://g", "1", "tok")
+    assert graph_transport.pooled_session("https://g", "1", "tok") is first
+    assert graph_transport.pooled_session("https://g", "1", "other") is not first
+    assert graph_transport.pooled_session("https://g", "2", "tok") is not first
+    assert all(key[2] != "tok" and len(key[2]) == 64 for key in graph_transport._sessions)
+
+
+
+def test_lean_transport_refuses_real_hosts_while_tests_run():
+    """Odoo's test guard patches ``requests`` only: the lean transport keeps the same rule itself."""
+    client = GraphApiClient("1", "tok", api_url="https://graph.facebook.com", timeout=(0.5, 0.5))
+    before = dict(getattr(graph_transport._connections, "pool", None) or {})
+    with pytest.raises(graph_transport.ExternalCallInTestsError):
+        client.send_text("34600000001", "hola")
+    assert (getattr(graph_transport._connections, "pool", None) or {}) == before, "no connection was opened"
 
 
 # ---------------------------------------------------------------------------
@@ -426,7 +437,7 @@ def test_download_refuses_plain_http_to_another_host(raw_server):
 # ---------------------------------------------------------------------------
 def assert_accepted(sim, result, payload):
     """The simulator accepted the send and recorded exactly ``payload``."""
-    assert graph_api.extract_wamid(result).startswith("wamid.")
+    assert graph_payloads.extract_wamid(result).startswith("wamid.")
     assert sim_last_json(sim, "/messages") == payload
     assert sim_requests(sim, "/messages")[-1]["headers"]["authorization"] == "Bearer sim-token"
 
@@ -473,7 +484,7 @@ def test_sim_accepts_every_send_kind(sim, sim_client, method, kwargs, builder):
 
 def test_sim_connections_are_kept_alive(sim, sim_client):
     sim_client.get_phone_number_info()
-    session = graph_api._pooled_session(sim_client.api_url, sim_client.phone_number_id, "sim-token")
+    session = graph_transport.pooled_session(sim_client.api_url, sim_client.phone_number_id, "sim-token")
     pool = session.get_adapter(sim.url).poolmanager.connection_from_url(sim.url)
     opened = pool.num_connections
     for n in range(5):
@@ -485,13 +496,13 @@ def test_sim_bsuid_recipient(sim, sim_client):
     result = sim_client.send_text(None, "Hola", bsuid=BSUID)
     recorded = sim_last_json(sim)
     assert recorded["recipient"] == BSUID and "to" not in recorded
-    assert graph_api.extract_wamid(result)
+    assert graph_payloads.extract_wamid(result)
 
 
 def test_sim_reply_context_and_callback_data(sim, sim_client):
     sim_client.send_text(TO, "Claro", reply_to="wamid.IN1", callback_data="msg-41")
     sim_client.send_text(TO, "Te espero", callback_data="msg-42")
-    assert sim_last_json(sim, "/messages") == graph_api.build_text_payload(TO, "Te espero", callback_data="msg-42")
+    assert sim_last_json(sim, "/messages") == graph_payloads.build_text_payload(TO, "Te espero", callback_data="msg-42")
     assert sim_requests(sim, "/messages")[0]["json"]["context"] == {"message_id": "wamid.IN1"}
     sent = sim_control(sim, "GET", "/_sim/sent")
     assert sent["by_callback"] == {"msg-41": 1, "msg-42": 1}
@@ -530,8 +541,8 @@ def test_sim_429_with_retry_after(sim, sim_client):
     with pytest.raises(RetryableError) as info:
         sim_client.send_text(TO, "Hola")
     assert info.value.retry_after == 2 and info.value.code == 130429 and info.value.http_status == 429
-    assert graph_api.retry_delay(1, info.value.retry_after) >= 2
-    assert graph_api.extract_wamid(sim_client.send_text(TO, "Hola"))  # count=1: next one passes
+    assert graph_errors.retry_delay(1, info.value.retry_after) >= 2
+    assert graph_payloads.extract_wamid(sim_client.send_text(TO, "Hola"))  # count=1: next one passes
 
 
 @pytest.mark.parametrize("status, code, error_class", [
@@ -552,7 +563,7 @@ def test_sim_dropped_connection_is_retryable(sim, sim_client):
     with pytest.raises(RetryableError) as info:
         sim_client.send_text(TO, "Hola")
     assert info.value.http_status is None and info.value.retryable
-    assert graph_api.extract_wamid(sim_client.send_text(TO, "Hola"))  # the pool recovers
+    assert graph_payloads.extract_wamid(sim_client.send_text(TO, "Hola"))  # the pool recovers
 
 
 def test_sim_timeout_is_retryable(sim):
@@ -663,7 +674,7 @@ def test_lean_transport_reconnects_after_the_server_closed_an_idle_connection():
         assert client.send_text("34600000001", "dos")["messages"][0]["id"] == "wamid.KEEPALIVE"
         assert len(accepted) == 2, "a second connection replaced the closed one"
     finally:
-        graph_api.close_connections()
+        graph_transport.close_connections()
         listener.close()
 
 

@@ -1,4 +1,3 @@
-import base64
 from datetime import timedelta
 
 from odoo import fields
@@ -6,11 +5,11 @@ from odoo.exceptions import UserError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
-from ..models.strato_whatsapp_message_outbound import SENDS_IN_FLIGHT
+from ..tools.send_pool import SENDS_IN_FLIGHT
 from .. import const
 from .common import SIM_ACCOUNT, WhatsappCase, WithGraphSimulator
 
-OUTBOUND_LOGGER = "odoo.addons.strato_whatsapp.models.strato_whatsapp_message_outbound"
+OUTBOUND_LOGGER = "odoo.addons.strato_whatsapp.models.strato_whatsapp_message"
 
 
 class OutboundCase(WithGraphSimulator, WhatsappCase):
@@ -167,17 +166,20 @@ class TestOutboundErrors(OutboundCase):
         self.assertTrue(all(later > earlier for earlier, later in zip(delays, delays[1:])), delays)
 
     @mute_logger(OUTBOUND_LOGGER)
-    def test_undeliverable_fails_with_meta_code_and_a_note(self):
+    def test_undeliverable_fails_with_what_to_do_and_a_note(self):
         self.simulator.set_faults([{"path_contains": "/messages", "kind": "http", "status": 400, "code": 131026,
                                     "message": "Message undeliverable"}])
         message = self._queue()
         self._send()
         self.assertRecordValues(message, [{"state": "failed", "failure_type": "recipient", "error_code": 131026}])
-        self.assertIn("undeliverable", message.error_message)
-        self.assertIn("131026", self.lead.message_ids[0].body)
+        self.assertIn("Check the number, or call the contact", message.error_message)
+        self.assertNotIn("131026", message.error_message, "Meta's code is for administrators")
+        self.assertIn("131026", message.error_details)
+        self.assertIn("Message undeliverable", message.error_details, "Meta's own words are kept")
+        self.assertIn("Check the number", self.lead.message_ids[0].body)
         self.assertRecordValues(self._notification(message), [{
-            "notification_status": "exception", "failure_type": "whatsapp_recipient"}])
-        self.assertIn("undeliverable", self._notification(message).failure_reason)
+            "notification_status": "exception", "failure_type": "whatsapp_recipient",
+            "failure_reason": message.error_message}])
 
     @mute_logger(OUTBOUND_LOGGER)
     def test_invalid_token_stops_the_account_and_tells_admins(self):

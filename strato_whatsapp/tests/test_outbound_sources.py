@@ -1,6 +1,5 @@
 import base64
 
-from odoo import fields
 from odoo.exceptions import UserError, ValidationError
 from odoo.tests import Form, tagged
 
@@ -38,13 +37,16 @@ class TestComposer(OutboundCase):
         self._send()
         self.assertEqual(self._sent_payloads()[0]["template"]["components"][0]["parameters"][0]["text"], "Martín")
 
-    def test_single_lead_refusal_is_a_plain_error(self):
+    def test_free_text_is_not_offered_when_the_window_is_closed(self):
         closed = self._lead(name="Cerrada", mobile="+34 600 00 02 22", user_id=self.salesman.id)
         form = self._composer(closed)
-        form.mode = "text"
-        form.body = "Hola"
+        self.assertEqual(form.mode, "template")
+        with self.assertRaises(AssertionError, msg="the choice is read-only: free text could only fail"):
+            form.mode = "text"
+        forced = self.env["strato.whatsapp.composer"].with_user(self.salesman).create({
+            "lead_ids": [(6, 0, closed.ids)], "mode": "text", "body": "Hola"})  # as over RPC
         with self.assertRaisesRegex(UserError, "24 hours"):
-            form.save().action_send()
+            forced.action_send()
 
     def test_attachment_goes_through_the_media_endpoint(self):
         form = self._composer(self.lead)
@@ -60,10 +62,12 @@ class TestComposer(OutboundCase):
         closed = self._lead(name="Cerrada 2", contact_name="Pilar", mobile="+34 600 00 02 23")
         invalid = self._lead(name="Mal número", phone="12")
         form = Form(self.env["strato.whatsapp.composer"].with_context(
-            active_model="crm.lead", active_ids=(self.lead | closed | invalid).ids))
+            active_model="crm.lead", active_ids=(invalid | closed | self.lead).ids))
         self.assertEqual(form.mode, "template")
         self.assertIn("1 of 3 leads", form.reach_text)
         form.template_id = self.template
+        self.assertEqual(form.preview_lead_id, closed, "the preview is of a lead the message goes to")
+        self.assertIn("Hola Pilar", form.preview)
         result = form.save().action_send()
         self.assertIn("2 message(s) queued, 1 lead(s) skipped", result["params"]["message"])
         self.assertIn("no valid WhatsApp number", invalid.message_ids[0].body)

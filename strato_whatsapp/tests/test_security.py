@@ -233,7 +233,7 @@ class TestConversationOwnership(SecurityCase):
             mine.whatsapp_chat_send(body="hola")
         form = Form(self.env(user=self.salesman)["strato.whatsapp.composer"].with_context(
             active_model="crm.lead", active_ids=mine.ids))
-        form.mode = "template"
+        self.assertEqual(form.mode, "template")
         form.template_id = self.template
         with self.assertRaisesRegex(UserError, "Otro Vendedor"):
             form.save().action_send()

@@ -3,7 +3,7 @@ from urllib.parse import parse_qs
 
 from odoo import Command
 from odoo.exceptions import UserError, ValidationError
-from odoo.tests import tagged
+from odoo.tests import Form, tagged
 from odoo.tools import mute_logger
 
 from .common import SIM_ACCOUNT, WhatsappCase, WithGraphSimulator
@@ -59,6 +59,11 @@ class TestTemplateData(TemplateCase):
         self.assertIn(template, self.Template.with_user(self.salesman).search([]),
                       "salespeople of the company see the draft")
         self.assertIn("Hola Lucía Fernández, gracias", template._render_text(self.lead))
+
+    def test_a_name_typed_with_accents_keeps_its_letters(self):
+        form = Form(self.env["strato.whatsapp.template"])
+        form.name = "Confirmación de Visita (Ñandú)"
+        self.assertEqual(form.name, "confirmacion_de_visita_nandu")
 
     def test_an_account_is_needed_to_submit_or_send(self):
         template = self.env.ref("strato_whatsapp.template_bienvenida_inmobiliaria")
@@ -238,6 +243,9 @@ class TestTemplateSubmission(TemplateCase):
         self.simulator.set_template_status(template.meta_template_id, "REJECTED", "INVALID_FORMAT")
         template.action_refresh_status()
         self.assertRecordValues(template, [{"status": "rejected", "rejected_reason": "INVALID_FORMAT"}])
+        self.assertIn("check the variables", template.rejected_reason_text, "Meta's reason in words")
+        template.rejected_reason = "SOMETHING_NEW"
+        self.assertIn("SOMETHING_NEW", template.rejected_reason_text, "a reason Meta adds later is still shown")
 
         template.write({"body": "Hola {{1}}, le confirmamos la visita del {{2}}.", "category": "UTILITY"})
         self._set_samples(template, body_2="jueves")

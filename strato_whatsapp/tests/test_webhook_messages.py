@@ -1,6 +1,51 @@
-from odoo.tests import tagged
+from odoo.tests import new_test_user, tagged
 
 from .common import WhatsappCase, WhatsappHttpCase, payloads
+
+
+@tagged("post_install", "-at_install")
+class TestNewContactsReachSomeone(WhatsappHttpCase):
+    """A lead created by a new contact's first message always reaches a person: its salesperson, else
+    CRM's rule-based assignment (woken at once), else the account's users to tell, else the team's leader,
+    else the WhatsApp administrators; each gets an activity to answer."""
+
+    def _activities(self, lead):
+        return self.env["mail.activity"].search([("res_model", "=", "crm.lead"), ("res_id", "=", lead.id)])
+
+    def test_the_accounts_salesperson_gets_the_lead_and_an_activity(self):
+        self.account.user_id = self.salesman
+        lead = self._receive(self._inbound(wa_id="34600000561", profile="Marta", body="Hola")).lead_id
+        self.assertEqual(lead.user_id, self.salesman)
+        activity = self._activities(lead)
+        self.assertRecordValues(activity, [{"user_id": self.salesman.id, "summary": "New WhatsApp contact: answer them"}])
+        self.assertIn("Marta wrote on WhatsApp for the first time", str(activity.note))
+
+    def test_without_salesperson_the_users_to_tell_get_an_activity(self):
+        self.account.write({"user_id": False, "notify_user_ids": [(6, 0, [self.other_salesman.id])]})
+        lead = self._receive(self._inbound(wa_id="34600000562", profile="Pedro", body="Hola")).lead_id
+        self.assertFalse(lead.user_id)
+        self.assertEqual(self._activities(lead).user_id, self.other_salesman)
+        self.assertIn("has no salesperson yet", str(self._activities(lead).note))
+
+    def test_nobody_configured_tells_the_whatsapp_administrators(self):
+        self.account.write({"user_id": False, "notify_user_ids": [(5, 0, 0)], "team_id": False})
+        admin = new_test_user(self.env, login="wa_admin_told", groups="strato_whatsapp.group_whatsapp_admin")
+        lead = self._receive(self._inbound(wa_id="34600000563", profile="Rosa", body="Hola")).lead_id
+        self.assertIn(admin, self._activities(lead).user_id, "someone is always told")
+
+    def test_rule_based_assignment_is_woken_for_new_leads(self):
+        self.account.user_id = False
+        self.env["ir.config_parameter"].sudo().set_param("crm.lead.auto.assignment", True)
+        cron = self.env.ref("crm.ir_cron_crm_lead_assign")
+        cron.active = True
+        triggers = self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)])
+        self._receive(self._inbound(wa_id="34600000564", profile="Luis", body="Hola"))
+        self.assertEqual(self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)]), triggers + 1,
+                         "CRM's assignment runs now, not at its next hourly run")
+
+    def test_a_sender_without_profile_name_gets_a_named_lead_too(self):
+        lead = self._receive(self._inbound(wa_id="34600000565", profile=None, body="Hola")).lead_id
+        self.assertEqual(lead.name, "WhatsApp: +34 600 00 05 65")
 
 
 @tagged("post_install", "-at_install")
@@ -13,7 +58,7 @@ class TestInboundMessages(WhatsappHttpCase):
             "body": "¿Sigue disponible?", "is_read": False}])
         lead = message.lead_id
         self.assertTrue(lead)
-        self.assertEqual(lead.name, "Lucía Fernández")
+        self.assertEqual(lead.name, "WhatsApp: Lucía Fernández (+34 600 00 05 55)")
         self.assertEqual(lead.contact_name, "Lucía Fernández")
         self.assertEqual(lead.whatsapp_number, "+34600000555")
         self.assertEqual(lead.source_id, self.env.ref("strato_whatsapp.utm_source_whatsapp"))
@@ -291,7 +336,8 @@ class TestCronTextsInTheLeadsLanguage(WhatsappHttpCase):
         conversation = message.conversation_id
         sent = self._message(conversation, "Hola", direction="outbound", wamid="wamid.out.lang", state="sent")
         self._receive(self._status(sent.wamid, "failed", "34600000070", errors=[{"code": 131000}]))
-        self.assertEqual(sent.error_message, "Meta informó de que el mensaje falló, sin indicar el motivo.")
+        self.assertEqual(sent.error_message, "Meta no pudo entregar el mensaje por un problema temporal de su lado. "
+                                             "Vuelva a intentarlo en unos minutos.")
         self.assertIn("No se pudo entregar un mensaje de WhatsApp", self.lead.message_ids[0].body)
 
     def test_lead_created_without_salesperson_speaks_the_companys_language(self):

@@ -1,6 +1,7 @@
 from datetime import datetime
 from unittest.mock import patch
 
+from odoo.exceptions import AccessError
 from odoo.tests import tagged
 from odoo.tools import mute_logger
 
@@ -46,15 +47,27 @@ class TestStatusWebhooks(WhatsappHttpCase):
             "conversation_origin": "marketing"}])
         self.assertTrue(message.meta_conversation_id)
 
-    def test_failed_keeps_meta_error_and_tells_the_salesperson(self):
+    def test_failed_says_what_to_do_and_keeps_metas_words_for_administrators(self):
         message = self._outbound(state="sent")
         self._receive(self._status(message.wamid, "failed", "34600000060", errors=[131026]))
-        self.assertEqual(message.state, "failed")
-        self.assertEqual(message.error_code, 131026)
-        self.assertIn("undeliverable", message.error_message.lower())
+        self.assertRecordValues(message, [{"state": "failed", "error_code": 131026, "failure_type": "recipient"}])
         self.assertTrue(message.failed_at)
+        as_agent = message.with_user(self.salesman)
+        self.assertEqual(as_agent.error_message, (
+            "WhatsApp could not deliver to this number: it may not use WhatsApp, or the contact's app is out "
+            "of date. Check the number, or call the contact."))
+        self.assertEqual(as_agent._chat_values()[0]["error"], as_agent.error_message, "no code in the chat")
+        with self.assertRaises(AccessError, msg="Meta's own words are for administrators"):
+            as_agent.read(["error_details"])
+        self.assertIn("131026", message.error_details)
+        self.assertIn("undeliverable", message.error_details.lower())
         note = self.lead.message_ids[0]
-        self.assertIn("131026", note.body)
+        self.assertIn("Check the number", note.body)
+        self.assertNotIn("131026", note.body)
+        notification = self.env["mail.notification"].search([("strato_whatsapp_message_id", "=", message.id)])
+        self.assertRecordValues(notification, [{"notification_status": "exception",
+                                                "failure_type": "whatsapp_recipient",
+                                                "failure_reason": as_agent.error_message}])
 
     def test_status_before_its_message_is_kept_and_applied_later(self):
         self._receive(self._status("wamid.out.early", "delivered", "34600000060", timestamp=1767225600))
@@ -103,6 +116,7 @@ class TestWebhookEventReplay(WhatsappHttpCase):
         event = Event.search([])
         self.assertRecordValues(event, [{"state": "failed", "attempt_count": 1}])
         self.assertIn("database hiccup", event.error)
+        self.assertEqual(event.summary, "Message from Lucía (+34 600 00 00 70)", "whose message it was")
         self.assertTrue(event.next_attempt_at)
         mine = [("account_id", "=", self.account.id)]
         self.assertFalse(self.env["strato.whatsapp.message"].search(mine), "nothing half-applied")

@@ -14,7 +14,11 @@ class TestWebhookWakeUp(WhatsappCase):
 
     def setUp(self):
         super().setUp()
+        # As under HttpCase: the route's own transaction (registry.cursor()) shares the test's cursor.
+        self.registry.enter_test_mode(self.cr)
+        self.addCleanup(self.registry.leave_test_mode)
         self.Event = self.env["strato.whatsapp.webhook.event"].sudo()
+        self.Wakeup = self.env["strato.whatsapp.webhook.wakeup"]
         self.cron = self.env.ref("strato_whatsapp.ir_cron_whatsapp_webhook")
         self.env["ir.cron.trigger"].sudo().search([("cron_id", "=", self.cron.id)]).unlink()
         self.env.cr.execute("UPDATE strato_whatsapp_webhook_wakeup SET requested_at = NULL")
@@ -34,7 +38,7 @@ class TestWebhookWakeUp(WhatsappCase):
         for _i in range(3):
             self.Event._store(self.account, self._body())
         self.assertEqual(self._triggers(), 1)
-        self.assertTrue(self.Event._wake_requested())
+        self.assertTrue(self.Wakeup._requested())
         self.assertEqual(len(self.Event.search([("state", "=", "pending")])), 3)
 
     def test_the_stored_event_carries_its_account_and_company(self):
@@ -53,11 +57,11 @@ class TestWebhookWakeUp(WhatsappCase):
     def test_a_run_consumes_the_wake_ups_and_the_next_post_wakes_again(self):
         self.Event._store(self.account, self._body())
         self.Event._cron_process()
-        self.assertFalse(self.Event._wake_requested())
+        self.assertFalse(self.Wakeup._requested())
         self.assertFalse(self.Event.search([("state", "!=", "done")]))
         self.Event._store(self.account, self._body())
         self.assertEqual(self._triggers(), 2, "the first POST after a run wakes the cron again")
-        self.assertTrue(self.Event._wake_requested())
+        self.assertTrue(self.Wakeup._requested())
 
     def test_an_event_stored_while_the_run_works_is_processed_by_that_run(self):
         """The race a plain "skip when a trigger is due" loses: the POST sees the trigger of the run in
@@ -75,7 +79,7 @@ class TestWebhookWakeUp(WhatsappCase):
         with patch.object(StratoWhatsappWebhookEvent, "_process", process_and_receive_another):
             self.Event._cron_process()
         self.assertEqual(stored_late[0].state, "done")
-        self.assertFalse(self.Event._wake_requested())
+        self.assertFalse(self.Wakeup._requested())
         messages = self.env["strato.whatsapp.message"].search([("wamid", "like", "wamid.wake.")])
         self.assertEqual(len(messages), 2)
 

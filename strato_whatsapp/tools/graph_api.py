@@ -1,303 +1,28 @@
-"""Client for Meta's WhatsApp Cloud API (Graph API).
+"""Client for Meta's WhatsApp Cloud API (Graph API), and its version policy.
 
-Pure Python on top of ``requests``: no ORM, no Odoo import, so it can be used and tested
-without a database. Every HTTP call goes through ``GraphApiClient._request``, the one seam
-tests replace. Graph errors become typed exceptions whose ``category`` (see ``const``) tells
-the caller what to do: retry, fail the message, or stop the account.
-
-Module-level ``build_*_payload`` functions return the exact JSON Meta expects, so the Odoo
-layer can build a payload, store it on the message and send it later with ``send_message``.
+Pure Python: no ORM, no Odoo import, so it can be used and tested without a database. Every HTTP call
+goes through ``GraphApiClient._request``. Errors are in ``graph_errors``, the /messages bodies in
+``graph_payloads``, the HTTP transports in ``graph_transport``.
 """
-import functools
 import hashlib
 import http.client
 import json as jsonlib
 import logging
 import re
-import select
-import socket
-import ssl
-import threading
-import time
-import urllib.request
-from collections import OrderedDict
-from email.utils import parsedate_to_datetime
-from http import HTTPStatus
-from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
-from requests.adapters import HTTPAdapter
 
 from .. import const
-from .phone import digits
+from .graph_errors import (GraphApiError, MediaError, OutcomeUnknownError, error_from_response, network_error,
+                           parse_success_body, snippet, to_int)
+from .graph_payloads import (build_contacts_payload, build_interactive_buttons_payload,
+                             build_interactive_list_payload, build_location_payload, build_media_payload,
+                             build_reaction_payload, build_read_payload, build_template_payload,
+                             build_text_payload, extract_wamid)
+from .graph_transport import plain_request, pooled_session, proxied, refuse_external_in_tests, without_token_param
 
 _logger = logging.getLogger(__name__)
-
-
-# ---------------------------------------------------------------------------
-# Errors
-# ---------------------------------------------------------------------------
-class GraphApiError(Exception):
-    """An error answered by the Graph API (or met on the way to it).
-
-    ``category`` is one of ``const.ERROR_*``; ``retryable`` says whether the send queue may
-    try again; ``retry_after`` is Meta's Retry-After in seconds, or None.
-    """
-
-    category = const.ERROR_UNKNOWN
-
-    def __init__(self, message, *, http_status=None, code=None, subcode=None, title=None,
-                 details=None, fbtrace_id=None, retry_after=None, category=None, retryable=None):
-        super().__init__(message)
-        self.message = message
-        self.http_status = http_status
-        self.code = code
-        self.subcode = subcode
-        self.title = title
-        self.details = details
-        self.fbtrace_id = fbtrace_id
-        self.retry_after = retry_after
-        if category:
-            self.category = category
-        self.retryable = self.category in const.RETRY_CATEGORIES if retryable is None else retryable
-
-    @property
-    def blocks_account(self):
-        """True when sending must stop for the whole account until an admin acts."""
-        return self.category in const.ACCOUNT_BLOCKING_CATEGORIES
-
-    def __str__(self):
-        text = self.message
-        if self.details and self.details not in text:
-            text = f"{text}: {self.details}"
-        where = []
-        if self.http_status:
-            where.append(f"HTTP {self.http_status}")
-        if self.code is not None:
-            where.append(f"code {self.code}" + (f"/{self.subcode}" if self.subcode else ""))
-        if self.fbtrace_id:
-            where.append(f"fbtrace_id {self.fbtrace_id}")
-        return f"{text} ({', '.join(where)})" if where else text
-
-    def redact(self, secret):
-        """Remove ``secret`` from every text attribute; returns self."""
-        if secret:
-            for attr in ("message", "title", "details"):
-                value = getattr(self, attr)
-                if isinstance(value, str) and secret in value:
-                    setattr(self, attr, value.replace(secret, "***"))
-            self.args = (self.message,)
-        return self
-
-
-class RetryableError(GraphApiError):
-    """Rate limits, Meta-side transient errors, timeouts, dropped connections."""
-    category = const.ERROR_RETRYABLE
-
-
-class OutcomeUnknownError(RetryableError):
-    """The request went out but no answer came back (timeout, dropped connection): Meta may or may not
-    have acted on it. Safe to retry for reads; a message send must not be repeated blindly."""
-
-
-class WindowClosedError(GraphApiError):
-    """131047: outside the 24 h customer-service window; only a template can go."""
-    category = const.ERROR_WINDOW_CLOSED
-
-
-class RecipientError(GraphApiError):
-    """The recipient cannot receive this message (not on WhatsApp, BSUID not allowed...)."""
-    category = const.ERROR_RECIPIENT
-
-
-class InvalidParameterError(GraphApiError):
-    category = const.ERROR_INVALID_PARAMETER
-
-
-class TemplateError(GraphApiError):
-    category = const.ERROR_TEMPLATE
-
-
-class AuthError(GraphApiError):
-    """Access token invalid or expired."""
-    category = const.ERROR_AUTH
-
-
-class GraphPermissionError(GraphApiError):
-    """The token lacks a permission on the phone number / WABA / app."""
-    category = const.ERROR_PERMISSION
-
-
-class AccountRestrictedError(GraphApiError):
-    category = const.ERROR_ACCOUNT_RESTRICTED
-
-
-class MarketingOptOutError(GraphApiError):
-    """131050: the user stopped marketing messages from this business."""
-    category = const.ERROR_MARKETING_OPT_OUT
-
-
-class WithheldError(GraphApiError):
-    """131049: Meta withheld a marketing message (per-user frequency cap)."""
-    category = const.ERROR_WITHHELD
-
-
-class MediaError(GraphApiError):
-    category = const.ERROR_MEDIA
-
-
-_CATEGORY_ERRORS = {cls.category: cls for cls in (
-    RetryableError, WindowClosedError, RecipientError, InvalidParameterError, TemplateError,
-    AuthError, GraphPermissionError, AccountRestrictedError, MarketingOptOutError,
-    WithheldError, MediaError,
-)}
-
-# Code 100 is a generic "invalid parameter"; it is the recipient's fault only when it says so.
-_RECIPIENT_HINT = re.compile(
-    r"""\bparam(?:eter)?\s*[:'"]?\s*['"]?(?:to|recipient)\b(?!\s+(?:be|the|a|an)\b)"""
-    r"""|\brecipient\b|\bwa_id\b|['"]to['"]|\bphone number\b(?!\s*id)""",
-    re.IGNORECASE,
-)
-_TAG = re.compile(r"<(script|style)\b.*?</\1>|<[^>]+>", re.IGNORECASE | re.DOTALL)
-_SNIPPET_LENGTH = 300
-
-
-def error_from_response(status, headers=None, body=None):
-    """Map any Graph API error answer to a typed ``GraphApiError``.
-
-    ``body`` may be bytes, text, an already parsed dict or None; HTML error pages and
-    other non-JSON bodies map on the HTTP status alone.
-    """
-    data = _parse_json_or_none(body)
-    error = data.get("error") if isinstance(data, dict) else None
-    if isinstance(error, dict):
-        return error_from_payload(error, http_status=status, retry_after=_retry_after(headers))
-    category = _category(status, None, "")
-    return _CATEGORY_ERRORS.get(category, GraphApiError)(
-        _status_text(status), http_status=status, details=_snippet(body),
-        retry_after=_retry_after(headers), category=category,
-    )
-
-
-def error_from_payload(error, http_status=None, retry_after=None):
-    """Typed error from a Meta error object.
-
-    Works both for the ``error`` of an API answer (``message``, ``code``, ``error_subcode``,
-    ``error_data.details``, ``fbtrace_id``) and for an entry of ``errors`` in a failed
-    status webhook (``code``, ``title``, ``message``, ``error_data.details``).
-    """
-    code = _to_int(error.get("code"))
-    message = error.get("message") or error.get("title") or _status_text(http_status)
-    details = _error_details(error)
-    category = _category(http_status, code, f"{message} {details or ''}")
-    return _CATEGORY_ERRORS.get(category, GraphApiError)(
-        message, http_status=http_status, code=code, subcode=_to_int(error.get("error_subcode")),
-        title=error.get("error_user_title") or error.get("title"), details=details,
-        fbtrace_id=error.get("fbtrace_id"), retry_after=retry_after, category=category,
-    )
-
-
-def _error_details(error):
-    error_data = error.get("error_data")
-    if isinstance(error_data, dict):
-        details = error_data.get("details")
-    else:
-        details = error_data
-    return (details if isinstance(details, str) else None) or error.get("error_user_msg")
-
-
-def _category(status, code, text):
-    if status == 401:
-        return const.ERROR_AUTH
-    if code == 100 and _RECIPIENT_HINT.search(text or ""):
-        return const.ERROR_RECIPIENT
-    if code in const.ERROR_CODE_CATEGORY:
-        return const.ERROR_CODE_CATEGORY[code]
-    if status == 403:
-        return const.ERROR_PERMISSION
-    if status in (408, 429) or (status or 0) >= 500:
-        return const.ERROR_RETRYABLE
-    return const.ERROR_UNKNOWN
-
-
-def _network_error(exc):
-    """requests / socket exception -> GraphApiError; the text names the failure, never the URL."""
-    kind = type(exc).__name__
-    if isinstance(exc, (requests.Timeout, socket.timeout, TimeoutError)):
-        return RetryableError("Timed out waiting for the Graph API", details=kind)
-    if isinstance(exc, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
-                        ConnectionError, http.client.HTTPException, OSError)):
-        return RetryableError("Connection to the Graph API failed or was dropped", details=kind)
-    return GraphApiError("Could not call the Graph API", details=kind)
-
-
-def _parse_json_or_none(body):
-    if body is None or isinstance(body, (dict, list)):
-        return body
-    try:
-        return jsonlib.loads(body)
-    except ValueError:
-        return None
-
-
-def _parse_success_body(status, body):
-    if not body:
-        return {}
-    data = _parse_json_or_none(body)
-    if data is None:
-        raise GraphApiError("The Graph API answered with invalid JSON", http_status=status,
-                            details=_snippet(body), category=const.ERROR_BAD_RESPONSE)
-    return data
-
-
-def _snippet(body):
-    if not body:
-        return None
-    text = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
-    text = " ".join(_TAG.sub(" ", text).split())
-    return text[:_SNIPPET_LENGTH] or None
-
-
-def _status_text(status):
-    try:
-        return f"HTTP {status} {HTTPStatus(status).phrase}"
-    except ValueError:
-        return f"HTTP {status}" if status else "Graph API error"
-
-
-def _retry_after(headers):
-    value = _header(headers, "Retry-After")
-    if value in (None, ""):
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError):
-        return None
-
-
-def _header(headers, name):
-    for key, value in (headers or {}).items():
-        if key.lower() == name.lower():
-            return value
-    return None
-
-
-def _to_int(value):
-    try:
-        return int(value)
-    except (TypeError, ValueError):
-        return None
-
-
-def retry_delay(attempt, retry_after=None):
-    """Seconds to wait before retry number ``attempt`` (1-based): exponential backoff
-    from const, but never sooner than Meta's Retry-After."""
-    backoff = const.RETRY_BACKOFF_BASE * const.RETRY_BACKOFF_FACTOR ** max(attempt - 1, 0)
-    return max(min(backoff, const.RETRY_BACKOFF_MAX), retry_after or 0)
 
 
 # ---------------------------------------------------------------------------
@@ -327,329 +52,6 @@ def api_version_status(version):
     if parsed < const.MIN_GRAPH_API_VERSION:
         return const.API_VERSION_EXPIRING
     return const.API_VERSION_SUPPORTED
-
-
-# ---------------------------------------------------------------------------
-# Payload builders (pure)
-# ---------------------------------------------------------------------------
-def recipient_fields(to=None, bsuid=None):
-    """``{"to": digits}`` for a phone number, else ``{"recipient": bsuid}``.
-
-    Meta recommends phone numbers when known (webhooks then keep carrying them), and
-    itself gives ``to`` precedence when both are sent.
-    """
-    phone_digits = digits(str(to or ""))
-    if phone_digits:
-        return {"to": phone_digits}
-    if bsuid and str(bsuid).strip():
-        return {"recipient": str(bsuid).strip()}
-    raise ValueError("A WhatsApp message needs a phone number or a BSUID")
-
-
-def _message_payload(msg_type, content, to, bsuid=None, reply_to=None, callback_data=None):
-    payload = {
-        "messaging_product": const.MESSAGING_PRODUCT,
-        "recipient_type": "individual",
-        **recipient_fields(to, bsuid),
-        "type": msg_type,
-        msg_type: content,
-    }
-    if reply_to:
-        payload["context"] = {"message_id": reply_to}
-    if callback_data not in (None, ""):
-        # Meta echoes it in every status webhook of this message (max 512 characters).
-        payload["biz_opaque_callback_data"] = str(callback_data)[:512]
-    return payload
-
-
-def build_text_payload(to, body, preview_url=False, reply_to=None, bsuid=None, callback_data=None):
-    if not body:
-        raise ValueError("A text message needs a body")
-    return _message_payload("text", {"preview_url": bool(preview_url), "body": body},
-                            to, bsuid, reply_to, callback_data)
-
-
-def build_template_payload(to, name, language, components=None, reply_to=None, bsuid=None,
-                           callback_data=None):
-    """``language`` is a code ("es", "en_US") or a ready ``{"code": ...}`` dict;
-    ``components`` is Meta's list of header/body/button parameter blocks."""
-    template = {"name": name, "language": language if isinstance(language, dict) else {"code": language}}
-    if components:
-        template["components"] = list(components)
-    return _message_payload("template", template, to, bsuid, reply_to, callback_data)
-
-
-def build_media_payload(to, media_type, media_id=None, link=None, caption=None, filename=None,
-                        reply_to=None, bsuid=None, callback_data=None):
-    """Media by uploaded ``media_id`` or public ``link`` (exactly one). Captions only for
-    image, video and document; ``filename`` only for documents."""
-    if media_type not in const.MEDIA_TYPES:
-        raise ValueError(f"Unknown media type {media_type!r}")
-    if bool(media_id) == bool(link):
-        raise ValueError("Give exactly one of media_id and link")
-    media = {"id": media_id} if media_id else {"link": link}
-    if caption:
-        if media_type not in const.MEDIA_CAPTION_TYPES:
-            raise ValueError(f"A {media_type} message cannot have a caption")
-        media["caption"] = caption
-    if filename and media_type == "document":
-        media["filename"] = filename
-    return _message_payload(media_type, media, to, bsuid, reply_to, callback_data)
-
-
-def build_location_payload(to, latitude, longitude, name=None, address=None, reply_to=None,
-                           bsuid=None, callback_data=None):
-    location = {"latitude": float(latitude), "longitude": float(longitude)}
-    if name:
-        location["name"] = name
-    if address:
-        location["address"] = address
-    return _message_payload("location", location, to, bsuid, reply_to, callback_data)
-
-
-def build_contacts_payload(to, contacts, reply_to=None, bsuid=None, callback_data=None):
-    """``contacts`` are Meta contact cards (``name.formatted_name``, ``phones``...)."""
-    if not contacts:
-        raise ValueError("A contacts message needs at least one contact")
-    return _message_payload("contacts", list(contacts), to, bsuid, reply_to, callback_data)
-
-
-def build_reaction_payload(to, message_id, emoji, bsuid=None, callback_data=None):
-    """React to ``message_id``; an empty ``emoji`` removes our reaction."""
-    reaction = {"message_id": message_id, "emoji": emoji or ""}
-    return _message_payload("reaction", reaction, to, bsuid, None, callback_data)
-
-
-def build_interactive_buttons_payload(to, body, buttons, header=None, footer=None, reply_to=None,
-                                      bsuid=None, callback_data=None):
-    """Reply buttons: ``buttons`` is up to 3 ``(id, title)`` pairs, titles up to 20
-    characters. ``header`` is a text or a ready Meta header dict (image, video...)."""
-    buttons = list(buttons or ())
-    if not 1 <= len(buttons) <= const.INTERACTIVE_MAX_BUTTONS:
-        raise ValueError(f"Reply buttons: 1 to {const.INTERACTIVE_MAX_BUTTONS} buttons")
-    _check_unique_ids(button_id for button_id, _title in buttons)
-    limit = const.INTERACTIVE_BUTTON_TITLE_MAX
-    action = {"buttons": [
-        {"type": "reply", "reply": {"id": str(button_id), "title": _limited(title, limit)}}
-        for button_id, title in buttons
-    ]}
-    interactive = _interactive("button", body, action, header, footer)
-    return _message_payload("interactive", interactive, to, bsuid, reply_to, callback_data)
-
-
-def build_interactive_list_payload(to, body, button, sections, header=None, footer=None,
-                                   reply_to=None, bsuid=None, callback_data=None):
-    """List message: ``button`` opens the list; ``sections`` are dicts with an optional
-    ``title`` and ``rows``, each row a dict (id, title, description?) or a tuple
-    ``(id, title[, description])``. At most 10 rows in total."""
-    sections = [_list_section(section) for section in sections or ()]
-    rows = [row for section in sections for row in section["rows"]]
-    if not sections or len(sections) > const.INTERACTIVE_LIST_MAX_SECTIONS:
-        raise ValueError(f"A list needs 1 to {const.INTERACTIVE_LIST_MAX_SECTIONS} sections")
-    if not rows or len(rows) > const.INTERACTIVE_LIST_MAX_ROWS:
-        raise ValueError(f"A list needs 1 to {const.INTERACTIVE_LIST_MAX_ROWS} rows in total")
-    if len(sections) > 1 and not all(section.get("title") for section in sections):
-        raise ValueError("Every section needs a title when there are several")
-    _check_unique_ids(row["id"] for row in rows)
-    action = {"button": _limited(button, const.INTERACTIVE_BUTTON_TITLE_MAX), "sections": sections}
-    interactive = _interactive("list", body, action, header, footer)
-    return _message_payload("interactive", interactive, to, bsuid, reply_to, callback_data)
-
-
-def build_read_payload(message_id, typing_indicator=False):
-    """Mark an inbound message read; with ``typing_indicator`` also show "typing…" (Meta
-    clears it on our reply or after 25 s)."""
-    payload = {"messaging_product": const.MESSAGING_PRODUCT, "status": "read", "message_id": message_id}
-    if typing_indicator:
-        payload["typing_indicator"] = {"type": "text"}
-    return payload
-
-
-def _interactive(kind, body, action, header, footer):
-    if not body:
-        raise ValueError("An interactive message needs a body")
-    interactive = {"type": kind}
-    if header:
-        interactive["header"] = header if isinstance(header, dict) else {"type": "text", "text": header}
-    interactive["body"] = {"text": body}
-    if footer:
-        interactive["footer"] = {"text": footer}
-    interactive["action"] = action
-    return interactive
-
-
-def _list_section(section):
-    rows = []
-    for row in section.get("rows") or ():
-        if not isinstance(row, dict):
-            row = dict(zip(("id", "title", "description"), row))
-        clean = {"id": str(row["id"]), "title": _limited(row["title"], const.INTERACTIVE_LIST_ROW_TITLE_MAX)}
-        if row.get("description"):
-            clean["description"] = _limited(row["description"], const.INTERACTIVE_LIST_ROW_DESCRIPTION_MAX)
-        rows.append(clean)
-    return {"title": section["title"], "rows": rows} if section.get("title") else {"rows": rows}
-
-
-def _limited(text, limit):
-    if not text or len(text) > limit:
-        raise ValueError(f"{text!r}: needs 1 to {limit} characters")
-    return text
-
-
-def _check_unique_ids(ids):
-    ids = [str(i) for i in ids]
-    if len(set(ids)) != len(ids) or not all(ids):
-        raise ValueError("Button and row ids must be non-empty and unique")
-
-
-def extract_wamid(result):
-    """The wamid of an accepted send (``messages[0].id``), or None."""
-    try:
-        return result["messages"][0]["id"] or None
-    except (KeyError, IndexError, TypeError):
-        return None
-
-
-# ---------------------------------------------------------------------------
-# Keep-alive sessions, shared by all clients of the process
-# ---------------------------------------------------------------------------
-_SESSIONS_MAX = 32
-_sessions = OrderedDict()
-_sessions_lock = threading.Lock()
-
-
-def _pooled_session(api_url, phone_number_id, token):
-    # Only a hash of the token is kept in the key, so a dump of the pool shows no secret.
-    key = (api_url, phone_number_id, hashlib.sha256(token.encode()).hexdigest())
-    with _sessions_lock:
-        session = _sessions.get(key)
-        if session is not None:
-            _sessions.move_to_end(key)
-            return session
-        session = _sessions[key] = _new_session()
-        if len(_sessions) > _SESSIONS_MAX:
-            _sessions.popitem(last=False)[1].close()
-        return session
-
-
-def _new_session():
-    session = requests.Session()
-    # No transparent retries: the send queue decides, and a silently repeated POST could
-    # deliver a message twice.
-    adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
-    session.mount("https://", adapter)
-    session.mount("http://", adapter)
-    session.headers["User-Agent"] = "strato_whatsapp (Odoo)"
-    return session
-
-
-def close_sessions():
-    """Close every pooled session (tests, worker shutdown)."""
-    with _sessions_lock:
-        while _sessions:
-            _sessions.popitem()[1].close()
-
-
-# ---------------------------------------------------------------------------
-# Lean keep-alive transport for plain JSON calls (sends, status reads): the queue's hot path.
-# ``requests`` costs about 3x more CPU per call here; uploads, streamed downloads and hosts reached
-# through a proxy keep using it.
-# ---------------------------------------------------------------------------
-_connections = threading.local()
-
-
-def _proxied(url):
-    parts = urlsplit(url)
-    return _proxied_host(parts.scheme, parts.hostname or "")
-
-
-@functools.lru_cache(maxsize=64)
-def _proxied_host(scheme, hostname):
-    # Proxy settings come from the environment, which does not change under a running server; reading
-    # and matching them costs more than the rest of a send, so it is done once per host.
-    proxies = urllib.request.getproxies()
-    return scheme in proxies and not urllib.request.proxy_bypass(hostname)
-
-
-def _tls_context():
-    try:
-        import certifi  # noqa: PLC0415 - the CA bundle requests uses, when present
-        return ssl.create_default_context(cafile=certifi.where())
-    except ImportError:
-        return ssl.create_default_context()
-
-
-def _connection(scheme, netloc, timeout):
-    """This thread's open connection to ``netloc``, reused while the server keeps it alive."""
-    pool = getattr(_connections, "pool", None)
-    if pool is None:
-        pool = _connections.pool = {}
-    key = (scheme, netloc)
-    connection = pool.get(key)
-    if connection is not None and connection.sock is not None and _dropped(connection.sock):
-        connection.close()
-        connection = None
-    connect_timeout, read_timeout = timeout if isinstance(timeout, tuple) else (timeout, timeout)
-    if connection is None or connection.sock is None:
-        if scheme == "https":
-            connection = http.client.HTTPSConnection(netloc, timeout=connect_timeout, context=_tls_context())
-        else:
-            connection = http.client.HTTPConnection(netloc, timeout=connect_timeout)
-        connection.connect()
-        connection.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        pool[key] = connection
-    connection.sock.settimeout(read_timeout)  # each client's own, on a shared connection
-    return connection
-
-
-def _dropped(sock):
-    # An idle keep-alive socket that is readable was closed by the server (or sent garbage).
-    try:
-        return bool(select.select([sock], [], [], 0)[0])
-    except (OSError, ValueError):
-        return True
-
-
-def _plain_request(method, url, body, headers, timeout):
-    """One request on a pooled connection -> (status, headers, body bytes). Never retried."""
-    parts = urlsplit(url)
-    target = parts.path + (f"?{parts.query}" if parts.query else "")
-    connection = _connection(parts.scheme, parts.netloc, timeout)
-    try:
-        connection.request(method, target, body=body, headers=headers)
-    except BaseException:
-        connection.close()
-        raise
-    try:
-        response = connection.getresponse()
-        content = response.read()
-    except (OSError, http.client.HTTPException) as exc:
-        connection.close()
-        kind = type(exc).__name__
-        text = ("Timed out waiting for the Graph API's answer" if isinstance(exc, (socket.timeout, TimeoutError))
-                else "The connection dropped before the Graph API answered")
-        raise OutcomeUnknownError(text, details=kind) from exc
-    except BaseException:
-        connection.close()
-        raise
-    if response.will_close:
-        connection.close()
-    return response.status, dict(response.getheaders()), content
-
-
-def close_connections():
-    """Close this thread's lean connections (tests, worker shutdown)."""
-    for connection in (getattr(_connections, "pool", None) or {}).values():
-        connection.close()
-    _connections.pool = {}
-
-
-def _without_token_param(url):
-    # Meta's paging "next" URLs embed access_token; we send it as a header instead.
-    parts = urlsplit(url)
-    query = [(k, v) for k, values in parse_qs(parts.query, keep_blank_values=True).items()
-             for v in values if k != "access_token"]
-    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 # ---------------------------------------------------------------------------
@@ -691,11 +93,12 @@ class GraphApiClient:
         (the caller closes it). Raises a ``GraphApiError`` subclass on any failure.
         """
         if absolute_url:
-            url = _without_token_param(path)
+            url = without_token_param(path)
         else:
             url = f"{self.api_url}/{self.api_version}/{path.lstrip('/')}"
+        refuse_external_in_tests(url)
         headers = {"Authorization": f"Bearer {self._token}", **(headers or {})}
-        if stream or files or data is not None or _proxied(url):
+        if stream or files or data is not None or proxied(url):
             status, response_headers, body = self._requests_call(method, url, json, params, data, files,
                                                                  headers, stream)
             if stream and status < 300:
@@ -706,7 +109,7 @@ class GraphApiClient:
         if status >= 300:
             raise error_from_response(status, response_headers, body).redact(self._token)
         try:
-            return _parse_success_body(status, body)
+            return parse_success_body(status, body)
         except GraphApiError as err:
             raise err.redact(self._token) from None
 
@@ -719,14 +122,14 @@ class GraphApiClient:
             body = jsonlib.dumps(json, ensure_ascii=False, separators=(",", ":")).encode()
             headers["Content-Type"] = "application/json"
         try:
-            return _plain_request(method, url, body, headers, self.timeout)
+            return plain_request(method, url, body, headers, self.timeout)
         except OutcomeUnknownError as err:
             raise err.redact(self._token) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise _network_error(exc).redact(self._token) from exc
+            raise network_error(exc).redact(self._token) from exc
 
     def _requests_call(self, method, url, json, params, data, files, headers, stream):
-        session = _pooled_session(self.api_url, self.phone_number_id, self._token)
+        session = pooled_session(self.api_url, self.phone_number_id, self._token)
         try:
             response = session.request(method, url, json=json, params=params, data=data, files=files,
                                        headers=headers, timeout=self.timeout, stream=stream)
@@ -737,7 +140,7 @@ class GraphApiClient:
             raise OutcomeUnknownError("Timed out waiting for the Graph API's answer",
                                       details=type(exc).__name__).redact(self._token) from exc
         except requests.RequestException as exc:
-            raise _network_error(exc).redact(self._token) from exc
+            raise network_error(exc).redact(self._token) from exc
 
     # -- phone number ----------------------------------------------------------
     def get_phone_number_info(self):
@@ -757,7 +160,7 @@ class GraphApiClient:
         result = self._request("POST", f"{self.phone_number_id}/messages", json=payload)
         if not extract_wamid(result):
             raise GraphApiError("The Graph API accepted the message but returned no message id",
-                                details=_snippet(jsonlib.dumps(result)), category=const.ERROR_BAD_RESPONSE)
+                                details=snippet(jsonlib.dumps(result)), category=const.ERROR_BAD_RESPONSE)
         return result
 
     def send_text(self, to, body, preview_url=False, reply_to=None, bsuid=None, callback_data=None):
@@ -827,7 +230,7 @@ class GraphApiClient:
         if not info.get("url"):
             raise MediaError("The Graph API returned no download URL for this media", retryable=False)
         if info.get("file_size") is not None:
-            info["file_size"] = _to_int(info["file_size"])
+            info["file_size"] = to_int(info["file_size"])
         return info
 
     def download_media(self, url, max_bytes=const.MEDIA_MAX_BYTES, sha256=None):
@@ -849,7 +252,7 @@ class GraphApiClient:
     def _read_capped(self, response, max_bytes):
         too_large = MediaError("The media file is larger than allowed", retryable=False,
                                details=f"limit {max_bytes} bytes")
-        if (_to_int(response.headers.get("Content-Length")) or 0) > max_bytes:
+        if (to_int(response.headers.get("Content-Length")) or 0) > max_bytes:
             raise too_large
         chunks, size = [], 0
         try:
@@ -862,7 +265,7 @@ class GraphApiClient:
             raise OutcomeUnknownError("Timed out waiting for the Graph API's answer",
                                       details=type(exc).__name__).redact(self._token) from exc
         except requests.RequestException as exc:
-            raise _network_error(exc).redact(self._token) from exc
+            raise network_error(exc).redact(self._token) from exc
         return b"".join(chunks)
 
     def _check_download_url(self, url):
@@ -941,5 +344,5 @@ def _required(result, key):
     value = (result or {}).get(key) if isinstance(result, dict) else None
     if not value:
         raise GraphApiError(f"The Graph API answer lacks {key!r}", category=const.ERROR_BAD_RESPONSE,
-                            details=_snippet(jsonlib.dumps(result)))
+                            details=snippet(jsonlib.dumps(result)))
     return value

@@ -33,7 +33,6 @@ _BSUID = re.compile(r'[A-Z]{2}\.[A-Za-z0-9.]+', re.ASCII)
 _STATUS_VALUE = re.compile(r'[a-z][a-z_]{0,39}', re.ASCII)
 _UNIX_SECONDS = re.compile(r'[0-9]{1,12}', re.ASCII)
 _EPOCH = datetime(1970, 1, 1)
-_PREVIEW_LENGTH = 200
 # Routing runs before authentication, on whatever a stranger posts: it looks at no more distinct ids
 # than this. A real body names one number (all the numbers of a POST belong to the Meta app whose
 # secret signed it, so the first ones find that secret).
@@ -830,75 +829,6 @@ def map_link(latitude, longitude):
 
 def _decimal(number):
     return f'{number:.7f}'.rstrip('0').rstrip('.')
-
-
-def text_preview(event):
-    """A one-line plain summary of an inbound message for logs and notifications ('[image] caption')."""
-    if not isinstance(event, InboundMessage):
-        return f'[{type(event).__name__}]'
-    if event.message_type == 'text':
-        return _one_line(event.text or '')
-    label, detail = _PREVIEWS.get(event.message_type, _preview_default)(event)
-    return _one_line(f'[{label}] {detail or ""}')
-
-
-def _preview_default(event):
-    return event.message_type, event.text
-
-
-def _preview_media(event):
-    is_voice = event.media is not None and event.media.is_voice
-    filename = event.media.filename if event.media else None
-    return ('voice' if is_voice else event.message_type), (event.text or filename)
-
-
-def _preview_location(event):
-    location = event.location
-    if location is None:
-        return 'location', None
-    coordinates = f'{_decimal(location.latitude)}, {_decimal(location.longitude)}'
-    return 'location', location.name or location.address or coordinates
-
-
-def _preview_contacts(event):
-    names = (card['formatted_name'] or ', '.join(card['phones']) for card in event.contacts or ())
-    return 'contacts', ', '.join(name for name in names if name)
-
-
-def _preview_reply(event):
-    return 'reply', event.text
-
-
-def _preview_reaction(event):
-    if event.reaction is not None and not event.reaction.emoji:
-        return 'reaction removed', None
-    return 'reaction', event.text
-
-
-def _preview_order(event):
-    count = len(event.order.product_items) if event.order else 0
-    return 'order', f'{count} item(s)' + (f': {event.text}' if event.text else '')
-
-
-def _preview_unsupported(event):
-    return 'unsupported', next((error.title or error.message for error in event.errors), None)
-
-
-_PREVIEWS = {
-    **{media_type: _preview_media for media_type in MEDIA_TYPES},
-    'location': _preview_location,
-    'contacts': _preview_contacts,
-    'interactive': _preview_reply,
-    'button': _preview_reply,
-    'reaction': _preview_reaction,
-    'order': _preview_order,
-    'unsupported': _preview_unsupported,
-}
-
-
-def _one_line(text):
-    line = ' '.join(text.split())
-    return line if len(line) <= _PREVIEW_LENGTH else line[:_PREVIEW_LENGTH - 1] + '…'
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -26,6 +26,9 @@ class StratoWhatsappComposer(models.TransientModel):
     attachment = fields.Binary("File", attachment=False)
     attachment_name = fields.Char("File Name")
     preview = fields.Text(compute="_compute_preview")
+    preview_lead_id = fields.Many2one(
+        "crm.lead", compute="_compute_reach",
+        help="The first selected lead the message can go to: the preview shows what this one receives.")
     window_open_count = fields.Integer(compute="_compute_reach")
     unreachable_count = fields.Integer(compute="_compute_reach")
     reach_text = fields.Char(compute="_compute_reach")
@@ -61,6 +64,7 @@ class StratoWhatsappComposer(models.TransientModel):
             reachable = {lead for lead, link in links.items() if not link.refusal and (link.conversation or link.wa_id)}
             open_leads = {lead for lead in reachable if links[lead].window_open}
             composer.lead_count = len(leads)
+            composer.preview_lead_id = next((lead for lead in leads if lead in reachable), False)
             composer.window_open_count = len(open_leads)
             composer.unreachable_count = len(leads) - len(reachable)
             if len(leads) == 1:
@@ -98,10 +102,10 @@ class StratoWhatsappComposer(models.TransientModel):
                 leads=", ".join(repeated[:3].mapped("display_name")) + (" …" if len(repeated) > 3 else "")
             ) if repeated else False
 
-    @api.depends("mode", "body", "template_id", "lead_ids")
+    @api.depends("mode", "body", "template_id", "lead_ids", "account_id")
     def _compute_preview(self):
         for composer in self:
-            lead = composer.lead_ids[:1]._origin
+            lead = composer.preview_lead_id._origin
             if composer.mode == "template" and composer.template_id and lead:
                 composer.preview = composer.template_id._render_text(lead)
             else:
@@ -117,6 +121,9 @@ class StratoWhatsappComposer(models.TransientModel):
             raise UserError(_("Choose an approved template."))
         if self.mode == "text" and not (self.body or self.attachment):
             raise UserError(_("Write a message or attach a file."))
+        if self.mode == "text" and not self.window_open_count:
+            raise UserError(_("None of these contacts wrote in the last 24 hours: WhatsApp only lets an approved "
+                              "template reach them. Choose Template."))
         attachment = self._create_attachment()
         messages, skipped = self.env["strato.whatsapp.message"]._enqueue_for_leads(
             self.lead_ids, body=self.body if self.mode == "text" else None,

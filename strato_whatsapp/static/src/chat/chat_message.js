@@ -1,15 +1,37 @@
-import { Component } from "@odoo/owl";
+import { Component, useState } from "@odoo/owl";
 import { _t } from "@web/core/l10n/translation";
 import { deserializeDateTime } from "@web/core/l10n/dates";
 import { user } from "@web/core/user";
+import { useService } from "@web/core/utils/hooks";
 
 const QUEUED_STATES = ["queued", "sending"];
-const FAILED_STATES = ["failed", "unknown"];
 
 /** One WhatsApp message as a bubble: its content, time, status ticks and reaction. */
 export class WhatsappChatMessage extends Component {
     static template = "strato_whatsapp.ChatMessage";
     static props = { message: Object };
+
+    setup() {
+        this.orm = useService("orm");
+        this.notification = useService("notification");
+        this.action = useState({ busy: false });
+    }
+
+    /** Retry (a failed message) or cancel (a queued one): the server's answer comes back over the bus. */
+    async run(method) {
+        if (this.action.busy) {
+            return;
+        }
+        this.action.busy = true;
+        try {
+            await this.orm.call("strato.whatsapp.message", method, [[this.message.id]]);
+        } catch (error) {
+            const message = error.data?.message || error.message || String(error);
+            this.notification.add(message, { type: "danger" });
+        } finally {
+            this.action.busy = false;
+        }
+    }
 
     get message() {
         return this.props.message;
@@ -86,7 +108,10 @@ export class WhatsappChatMessage extends Component {
         if (QUEUED_STATES.includes(state)) {
             return { icon: "clock", ticks: 0, title: this.message.state_label };
         }
-        if (FAILED_STATES.includes(state)) {
+        if (this.message.is_cancelled) {
+            return { icon: "cancelled", ticks: 0, title: this.message.state_label };
+        }
+        if (this.message.is_failed) {
             return { icon: "failed", ticks: 0, title: this.message.error || this.message.state_label };
         }
         const ticks = state === "sent" ? 1 : 2;

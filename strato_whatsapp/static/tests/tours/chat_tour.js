@@ -81,3 +81,43 @@ registry.category("web_tour.tours").add("strato_whatsapp_inbox_tour", {
         },
     ],
 });
+
+/**
+ * An agent retries a message that could not be delivered, then changes their mind and cancels it while it
+ * waits in the queue. What the agent reads is a sentence in their language, never Meta's code.
+ */
+registry.category("web_tour.tours").add("strato_whatsapp_retry_cancel_tour", {
+    steps: () => [
+        {
+            content: "The failed message says what happened in plain words",
+            trigger: ".o_sw_message.o_sw_outbound:contains('¿Sigue disponible?') .o_sw_error:contains('WhatsApp')",
+            run() {
+                if (/131026|Error \d/.test(this.anchor.textContent)) {
+                    throw new Error(`The agent reads a code: "${this.anchor.textContent}"`);
+                }
+            },
+        },
+        {
+            content: "Retry it",
+            trigger: ".o_sw_message.o_sw_outbound:contains('¿Sigue disponible?') button.o_sw_retry",
+            run: "click",
+        },
+        {
+            content: "It waits in the queue again: a clock, and it can be cancelled",
+            trigger: ".o_sw_message.o_sw_outbound:contains('¿Sigue disponible?') .o_sw_status[data-state='queued'] .fa-clock-o",
+        },
+        {
+            content: "Cancel it before it goes out",
+            trigger: ".o_sw_message.o_sw_outbound:contains('¿Sigue disponible?') button.o_sw_cancel",
+            run: "click",
+        },
+        {
+            content: "It is marked cancelled, with nothing left to do",
+            trigger: ".o_sw_message.o_sw_outbound:contains('¿Sigue disponible?') .o_sw_status[data-state='cancelled'] .fa-ban",
+        },
+        {
+            content: "No retry or cancel button is left on it",
+            trigger: ".o_sw_message.o_sw_outbound:contains('¿Sigue disponible?'):not(:has(.o_sw_actions))",
+        },
+    ],
+});

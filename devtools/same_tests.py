@@ -1,0 +1,58 @@
+"""Both runners ran the same tests: the addon's tests in pytest-odoo's JUnit report, and the tests Odoo's own
+runner (``odoo-bin --test-enable --test-tags /strato_whatsapp``, OCA's CI) logged as started and finished.
+
+Usage: same_tests.py PYTEST_JUNIT_XML ODOO_LOG. Prints the count; exits 1 (naming the differences) when
+the sets differ, when either is empty, or when Odoo's runner reports a failure or an error.
+"""
+import re
+import sys
+import xml.etree.ElementTree as ET
+
+ODOO_TEST = re.compile(r" odoo\.addons\.(strato_whatsapp\.tests\.\w+): Starting (\w+)\.(\w+) \.\.\.")
+ODOO_FAILED = re.compile(r" (ERROR|CRITICAL) .*(FAIL|ERROR): |failures?, \d+ errors? of \d+ tests|Failed to initialize")
+
+
+def pytest_tests(path):
+    tests = set()
+    for case in ET.parse(path).iter("testcase"):
+        classname = case.get("classname", "")
+        if classname.startswith("strato_whatsapp.tests."):
+            tests.add(f"{classname}.{case.get('name')}")
+    return tests
+
+
+def odoo_tests(path):
+    tests, failures = set(), []
+    with open(path, encoding="utf-8", errors="replace") as log:
+        for line in log:
+            match = ODOO_TEST.search(line)
+            if match:
+                tests.add(".".join(match.groups()))
+            elif ODOO_FAILED.search(line):
+                failures.append(line.rstrip())
+    return tests, failures
+
+
+def main(junit, log):
+    by_pytest = pytest_tests(junit)
+    by_odoo, failures = odoo_tests(log)
+    ok = True
+    for line in failures[:20]:
+        print(f"Odoo's runner: {line}")
+        ok = False
+    for name, missing in (("pytest-odoo", by_odoo - by_pytest), ("Odoo's runner", by_pytest - by_odoo)):
+        if missing:
+            ok = False
+            print(f"{len(missing)} test(s) not run by {name}:")
+            for test in sorted(missing)[:20]:
+                print(f"  {test}")
+    if not by_pytest or not by_odoo:
+        print("no tests found in one of the runs")
+        ok = False
+    if ok:
+        print(f"both runners ran the same {len(by_odoo)} tests; Odoo's runner: 0 failed, 0 errors")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(*sys.argv[1:]))
