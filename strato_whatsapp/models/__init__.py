@@ -7,6 +7,7 @@ from . import strato_whatsapp_message
 from . import strato_whatsapp_early_status
 from . import strato_whatsapp_webhook_event
 from . import strato_whatsapp_webhook_wakeup
+from . import strato_whatsapp_read_request
 from . import crm_lead
 from . import ir_actions_server
 from . import ir_websocket

@@ -1493,14 +1493,10 @@ class StratoWhatsappMessage(models.Model):
     # Read by an agent: in Odoo, and (if the number wants it) at Meta
     # ------------------------------------------------------------------
     def _mark_read_by_agent(self):
-        """Mark these received messages read in Odoo and queue their read receipts for Meta."""
+        """The agent read these received messages: recorded at once, applied by the processing cron (Odoo
+        and Meta's read receipt), which alone writes received messages; see strato.whatsapp.read.request."""
         unread = self.filtered(lambda message: message.direction == "inbound" and not message.is_read)
-        if not unread:
-            return unread
-        # Users do not write messages, and this flag is the one thing reading changes.
-        # sudo: the caller can read these messages (they were found with their rights).
-        unread.sudo().write({"is_read": True})
-        unread._queue_read_receipts()
+        self.env["strato.whatsapp.read.request"]._request(unread)
         return unread
 
     def _queue_read_receipts(self):

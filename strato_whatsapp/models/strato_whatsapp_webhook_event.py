@@ -130,6 +130,7 @@ class StratoWhatsappWebhookEvent(models.Model):
         processed = 0
         Message = self.env["strato.whatsapp.message"]
         Wakeup = self.env["strato.whatsapp.webhook.wakeup"]
+        Reads = self.env["strato.whatsapp.read.request"]
         while True:
             Wakeup._start_epoch(self._commit_progress)
             while time.monotonic() < deadline:
@@ -142,8 +143,14 @@ class StratoWhatsappWebhookEvent(models.Model):
                         return processed
                     Message._post_pending_chatter(commit=self._commit_progress,
                                                   max_seconds=CHATTER_SLICE_BUSY_SECONDS)
-                elif not Message._post_pending_chatter(commit=self._commit_progress,
-                                                       max_seconds=CHATTER_SLICE_IDLE_SECONDS):
+                    more_chatter = True
+                else:
+                    more_chatter = Message._post_pending_chatter(commit=self._commit_progress,
+                                                                 max_seconds=CHATTER_SLICE_IDLE_SECONDS)
+                # What agents read, by this cron: the only writer of received messages (see the model).
+                if Reads._apply_pending():
+                    self._commit_progress(processed)
+                if not more_chatter:
                     break
             # A status kept while its message's send was still uncommitted is applied once the wamid is there.
             self.env["strato.whatsapp.early.status"]._apply_ready()

@@ -61,6 +61,7 @@ class TestWhatsappAccessRights(WhatsappCase):
             self.env["strato.whatsapp.message"].with_user(self.salesman).create({
                 "conversation_id": self.own.id, "direction": "inbound", "body": "falso", "state": "received"})
         self.own.with_user(self.salesman).action_mark_read()
+        self.env["strato.whatsapp.webhook.event"]._cron_process()  # the processing cron applies reads
         self.assertTrue(self.own_message.is_read)
         self.own.last_inbound_at = fields.Datetime.now()
         messages, _skipped = self.env["strato.whatsapp.message"].with_user(self.salesman)._enqueue_for_leads(

@@ -220,11 +220,64 @@ class TestChatSend(ChatCase):
 @tagged("post_install", "-at_install")
 class TestChatRead(ChatCase):
 
+    def test_an_agents_read_never_collides_with_the_processing_cron(self):
+        """The collision users saw ("could not serialize access"), with committed rows and two transactions:
+        the agent's request has its snapshot, the cron commits a change to the message and to its
+        conversation, then the agent marks the chat read. Nothing the cron writes is written by the agent:
+        the read is applied by the cron afterwards."""
+        registry = self.env.registry
+        with registry.cursor() as cr:
+            env = self.env(cr=cr)
+            lead = env["crm.lead"].create({"name": "Choque", "mobile": "+34 600 10 99 02"})
+            conversation = env["strato.whatsapp.conversation"].create({
+                "account_id": env.ref("strato_whatsapp.demo_account").id, "wa_id": "34600109902", "lead_id": lead.id})
+            message = env["strato.whatsapp.message"].create({
+                "conversation_id": conversation.id, "direction": "inbound", "state": "received", "body": "Hola",
+                "wamid": "wamid.collide", "chatter_pending": True})
+            lead_id, conversation_id, message_id = lead.id, conversation.id, message.id
+        try:
+            with registry.cursor() as agent_cr, registry.cursor() as cron_cr:
+                agent_lead = self.env(cr=agent_cr)["crm.lead"].browse(lead_id)
+                self.assertEqual(agent_lead.whatsapp_chat_load()["unread"], 1)  # the agent's snapshot
+                cron = self.env(cr=cron_cr)
+                cron["strato.whatsapp.message"].browse(message_id).write({"chatter_pending": False})
+                cron["strato.whatsapp.conversation"].browse(conversation_id).write(
+                    {"last_inbound_at": fields.Datetime.now()})
+                cron_cr.commit()
+                self.assertEqual(agent_lead.whatsapp_chat_mark_read(), 1)
+                agent_lead.env.flush_all()
+                agent_cr.commit()  # with a write of the message or of its conversation, this failed
+            with registry.cursor() as cr:
+                self.env(cr=cr)["strato.whatsapp.webhook.event"]._cron_process()
+            with registry.cursor() as cr:
+                cr.execute("SELECT is_read FROM strato_whatsapp_message WHERE id = %s", [message_id])
+                self.assertTrue(cr.fetchone()[0], "the cron applied the read")
+                cr.execute("SELECT unread_count FROM strato_whatsapp_conversation WHERE id = %s", [conversation_id])
+                self.assertEqual(cr.fetchone()[0], 0)
+                cr.execute("SELECT count(*) FROM strato_whatsapp_read_request")
+                self.assertEqual(cr.fetchone()[0], 0, "applied requests are gone")
+        finally:
+            with registry.cursor() as cr:
+                self.env(cr=cr)["strato.whatsapp.conversation"].browse(conversation_id).unlink()
+                self.env(cr=cr)["crm.lead"].browse(lead_id).unlink()
+
+    def test_a_message_still_in_the_chatter_pass_is_read_once_posted(self):
+        message = self._inbound("uno")
+        message.chatter_pending = True  # the cron has not posted it yet: its row is the chatter pass's
+        self.chat.whatsapp_chat_mark_read()
+        self.env["strato.whatsapp.read.request"]._apply_pending()
+        self.assertFalse(message.is_read, "left to the cron's next round")
+        message.chatter_pending = False
+        self.env["strato.whatsapp.read.request"]._apply_pending()
+        self.assertTrue(message.is_read)
+
     def test_opening_the_chat_marks_received_messages_read(self):
         first, second = self._inbound("uno", minutes_ago=2), self._inbound("dos", minutes_ago=1)
         reaction = self._inbound("❤️", message_type="reaction", reply_to_wamid="wamid.out.x")
         self.assertEqual(self.conversation.unread_count, 3)
         self.assertEqual(self.chat.whatsapp_chat_mark_read(), 3)
+        self.assertFalse(first.is_read, "the request only records the read (no write the cron could meet)")
+        self.env["strato.whatsapp.webhook.event"]._cron_process()  # the processing cron applies reads
         self.assertTrue(first.is_read and second.is_read and reaction.is_read)
         self.assertEqual(self.conversation.unread_count, 0)
         self.assertFalse(first.read_receipt_state, "this number does not send read receipts")
@@ -234,6 +287,7 @@ class TestChatRead(ChatCase):
         self.account.send_read_receipts = True
         first, second = self._inbound("uno", minutes_ago=2), self._inbound("dos", minutes_ago=1)
         self.chat.whatsapp_chat_mark_read()
+        self.env["strato.whatsapp.webhook.event"]._cron_process()  # the processing cron applies reads
         self.assertEqual((first | second).mapped("read_receipt_state"), ["pending", "pending"])
         self.assertFalse(self.simulator.requests(path_contains="/messages"), "nothing is sent in the user's request")
         self.env["strato.whatsapp.message"]._cron_send_read_receipts()
@@ -245,6 +299,7 @@ class TestChatRead(ChatCase):
         self.account.send_read_receipts = True
         message = self._inbound("uno")
         self.chat.whatsapp_chat_mark_read()
+        self.env["strato.whatsapp.webhook.event"]._cron_process()  # the processing cron applies reads
         self.simulator.set_faults([{"path_contains": "/messages", "kind": "http", "status": 500, "code": 131000}])
         for _attempt in range(4):
             self.env["strato.whatsapp.message"]._cron_send_read_receipts()
@@ -256,6 +311,7 @@ class TestChatRead(ChatCase):
         self.account.send_read_receipts = True
         message = self._inbound("uno")
         self.conversation.with_user(self.salesman).action_mark_read()
+        self.env["strato.whatsapp.webhook.event"]._cron_process()  # the processing cron applies reads
         self.assertTrue(message.is_read)
         self.assertEqual(message.read_receipt_state, "pending")
 

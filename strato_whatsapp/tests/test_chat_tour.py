@@ -115,6 +115,7 @@ class TestChatTour(WhatsappHttpCase):
         self._receive(self._inbound(wa_id="34600000401", profile="Lucía", body="¿Tiene garaje?"))
         self.start_tour("/odoo/action-strato_whatsapp.strato_whatsapp_conversation_action",
                         "strato_whatsapp_inbox_tour", login="wa_salesman")
+        self.env["strato.whatsapp.webhook.event"]._cron_process()  # the processing cron applies reads
         self.assertFalse(self.lead.whatsapp_message_ids.filtered(lambda message: not message.is_read),
                          "opening the chat from the inbox read the message")
 

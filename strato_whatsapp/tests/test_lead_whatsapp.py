@@ -97,6 +97,7 @@ class TestLeadWhatsappMessages(WhatsappCase):
         self._message(conversation, "respuesta", direction="outbound")
         self.assertEqual(conversation.unread_count, 2)
         conversation.action_mark_read()
+        self.env["strato.whatsapp.webhook.event"]._cron_process()  # the processing cron applies reads
         self.assertEqual(conversation.unread_count, 0)
 
     def test_reply_window(self):
