@@ -580,12 +580,24 @@ class StratoWhatsappMessage(models.Model):
         Collected during the transaction and sent once per lead before it commits: a webhook batch
         of statuses makes one notification per lead, not one per status.
         """
+        pending = self._chat_notifications_pending()
+        for message in self.filtered("lead_id"):
+            pending.setdefault(message.lead_id.id, set()).add(message.id)
+
+    @api.model
+    def _notify_chat_leads(self, leads):
+        """Tell the chat panels open on ``leads`` to redraw their reply box (an opt-out changed)."""
+        pending = self._chat_notifications_pending()
+        for lead in leads:
+            pending.setdefault(lead.id, set())
+
+    @api.model
+    def _chat_notifications_pending(self):
         data = self.env.cr.precommit.data
         if "strato_whatsapp.chat" not in data:
             data["strato_whatsapp.chat"] = {}
             self.env.cr.precommit.add(self._send_chat_notifications)
-        for message in self.filtered("lead_id"):
-            data["strato_whatsapp.chat"].setdefault(message.lead_id.id, set()).add(message.id)
+        return data["strato_whatsapp.chat"]
 
     def _send_chat_notifications(self):
         pending = self.env.cr.precommit.data.pop("strato_whatsapp.chat", {})
@@ -1448,6 +1460,7 @@ class StratoWhatsappMessage(models.Model):
             "can_retry": self.direction == "outbound" and self.state in const.FAILED_STATES,
             "can_cancel": self.direction == "outbound" and self.state == const.STATE_QUEUED,
             "is_failed": self.state in const.FAILED_STATES,
+            "is_waiting": self.state in (const.STATE_QUEUED, const.STATE_SENDING),
             "is_cancelled": self.state == const.STATE_CANCELLED,
             "reaction": self.reaction_emoji or "",
             "author": self.author_id.name or "",

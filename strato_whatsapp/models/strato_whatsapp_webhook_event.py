@@ -79,7 +79,9 @@ class StratoWhatsappWebhookEvent(models.Model):
             return _("Message from %(name)s (%(number)s)", name=name, number=who) if name else \
                 _("Message from %s", who)
         if isinstance(item, webhook.StatusUpdate):
-            return _("Status \"%(status)s\" of a message to %(number)s", status=item.status, number=who)
+            states = dict(self.env["strato.whatsapp.message"]._fields["state"]._description_selection(self.env))
+            return _("Status \"%(status)s\" of a message to %(number)s",
+                     status=states.get(item.status, item.status), number=who)
         if isinstance(item, (webhook.TemplateStatusUpdate, webhook.TemplateQualityUpdate)):
             return _("Update of template %s", item.name or "?")
         return _("Other notification from Meta")

@@ -78,6 +78,8 @@ class TestWhatsappAccountConnection(WithGraphSimulator, WhatsappCase):
         self.assertEqual(self.account.display_phone_number, SIM_ACCOUNT["display_phone_number"])
         self.assertEqual(self.account.quality_rating, "GREEN")
         self.assertIn("Quality rating: High.", result["params"]["message"], "in words, not Meta's colour code")
+        self.assertEqual(result["params"]["next"], {"type": "ir.actions.client", "tag": "soft_reload"},
+                         "the form shows what Meta answered without a manual reload")
         request = self.simulator.requests()[-1]
         self.assertEqual(request["path"], f"/{self.account.graph_api_version}/{SIM_ACCOUNT['phone_number_id']}")
         self.assertEqual(request["headers"]["authorization"], "Bearer test-token")

@@ -54,6 +54,16 @@ class TestAutomationSendsOnce(WithGraphSimulator, WhatsappCase):
         self.assertEqual(self._sent_to(lead), 1)
         self.assertEqual(len(lead.message_ids.filtered(lambda m: "not sent" in (m.body or ""))), 0)
 
+    def test_a_skipped_lead_gets_no_empty_conversation_in_the_inbox(self):
+        """A free-text automation for a lead who never wrote (its window is closed) is skipped: no
+        conversation appears in the inbox for it."""
+        rule = self._rule("on_create")
+        rule.action_server_ids.write({"strato_whatsapp_template_id": False, "strato_whatsapp_body": "Hola"})
+        lead = self._new_lead()
+        self.assertFalse(self.env["strato.whatsapp.conversation"].search([("lead_id", "=", lead.id)]))
+        self.assertEqual(self.env["strato.whatsapp.message"].search_count([("lead_id", "=", lead.id)]), 0)
+        self.assertTrue(lead.message_ids.filtered(lambda m: "not sent" in (m.body or "")), "the lead says why")
+
     def test_every_record_trigger_sends_once(self):
         stage_field = "stage_id"
         cases = [

@@ -333,6 +333,13 @@ class TestChatLiveUpdates(ChatCase):
         self.assertEqual(channel, [self.env.cr.dbname, "crm.lead", self.lead.id, "strato_whatsapp"])
         self.assertEqual(notification["payload"], {"lead_id": self.lead.id, "message_ids": [message.id]})
 
+    def test_an_opt_out_redraws_the_open_chats_reply_box(self):
+        self.env["bus.bus"].search([]).unlink()
+        self.lead.with_user(self.salesman).whatsapp_opt_out = True
+        [(_channel, notification)] = self._notifications()
+        self.assertEqual(notification["payload"], {"lead_id": self.lead.id, "message_ids": []})
+        self.assertTrue(self.chat.whatsapp_chat_fetch([])["composer"]["opted_out"], "what the panel then draws")
+
     def test_only_users_who_can_read_the_lead_listen_to_it(self):
         others = self._lead(name="Ajeno", mobile="+34 600 00 03 09", user_id=self.other_salesman.id)
         asked = ["broadcast-x", f"strato_whatsapp_lead_{self.lead.id}", f"strato_whatsapp_lead_{others.id}"]

@@ -4,8 +4,6 @@ import { deserializeDateTime } from "@web/core/l10n/dates";
 import { user } from "@web/core/user";
 import { useService } from "@web/core/utils/hooks";
 
-const QUEUED_STATES = ["queued", "sending"];
-
 /** One WhatsApp message as a bubble: its content, time, status ticks and reaction. */
 export class WhatsappChatMessage extends Component {
     static template = "strato_whatsapp.ChatMessage";
@@ -105,7 +103,7 @@ export class WhatsappChatMessage extends Component {
     /** The status mark of a sent message: clock, one or two ticks, blue ticks, or a red mark. */
     get status() {
         const state = this.message.state;
-        if (QUEUED_STATES.includes(state)) {
+        if (this.message.is_waiting) {
             return { icon: "clock", ticks: 0, title: this.message.state_label };
         }
         if (this.message.is_cancelled) {

@@ -147,11 +147,26 @@ export class WhatsappChatPanel extends Component {
         if (!this.leadId || payload.lead_id !== this.leadId) {
             return;
         }
+        const known = new Set(this.state.messages.map((message) => message.id));
+        const arrived = payload.message_ids.some((id) => !known.has(id));
         const result = await this.orm.call("crm.lead", "whatsapp_chat_fetch", [[this.leadId], payload.message_ids]);
         this.merge(result.messages);
         this.setComposer(result.composer);
         this.unread = result.unread;
         this.markReadIfUnread();
+        if (arrived) {
+            await this.refreshLead();
+        }
+    }
+
+    /** The lead form around the chat shows counts of its messages (the smart button): reload it when new
+     * messages arrive, unless the agent is editing it. */
+    async refreshLead() {
+        const record = this.props.record;
+        if (record.resModel !== "crm.lead" || record.resId !== this.leadId || (await record.isDirty())) {
+            return;
+        }
+        await record.load();
     }
 
     onVisibilityChange() {
