@@ -193,7 +193,8 @@ class CrmLead(models.Model):
         leader, else the number's WhatsApp administrators; each gets an activity on the lead. Run in the
         chatter pass with the lead's creation notice: the first pass stays the fast lane (50 ms per new
         contact in the webhook benchmark when done there)."""
-        fallback = account.notify_user_ids or account.team_id.user_id or self.env.ref(
+        in_company = account.notify_user_ids.filtered(lambda user: account.company_id in user.company_ids)
+        fallback = in_company or account.team_id.user_id or self.env.ref(
             "strato_whatsapp.group_whatsapp_admin").users.filtered(
                 lambda user: not user.share and account.company_id in user.company_ids
                 and user != self.env.ref("base.user_root"))
@@ -202,12 +203,14 @@ class CrmLead(models.Model):
             for user in (lead.user_id or fallback[:5]):
                 lang = user.lang or lead._whatsapp_lang()
                 summary = self.with_context(lang=lang).env._("New WhatsApp contact: answer them")
-                note = self.with_context(lang=lang).env._(
+                text = self.with_context(lang=lang).env._(
                     "%s wrote on WhatsApp for the first time. Answer in the lead's WhatsApp chat.",
                     lead.contact_name or lead.phone or lead.name) if lead.user_id else \
                     self.with_context(lang=lang).env._(
                         "%s wrote on WhatsApp for the first time and the lead has no salesperson yet: assign it, "
                         "or answer in the lead's WhatsApp chat.", lead.contact_name or lead.phone or lead.name)
+                # The contact chose their name: escaped, never markup (a link or an image in an activity).
+                note = Markup("<p>%s</p>") % text
                 activities.append({
                     "res_model_id": self.env["ir.model"]._get_id("crm.lead"), "res_id": lead.id,
                     "activity_type_id": self.env.ref("mail.mail_activity_data_todo").id,

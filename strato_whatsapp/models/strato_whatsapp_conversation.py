@@ -13,6 +13,8 @@ from ..tools import phone
 # Meta's customer service window: free-form messages are allowed for 24 h after the user's last message.
 SERVICE_WINDOW = timedelta(hours=24)
 PREVIEW_LENGTH = 80
+# WhatsApp profile names are short (25 characters in the app); anything longer is cut here.
+PROFILE_NAME_MAX = 128
 
 
 # A spreadsheet takes a cell starting with one of these as a formula: a WhatsApp profile name such as
@@ -21,11 +23,12 @@ FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
 
 
 def _inert_name(name):
-    """``name`` (chosen by the contact in WhatsApp) without the leading characters that make a formula."""
+    """``name`` (chosen by the contact in WhatsApp) without the leading characters that make a formula, and
+    no longer than a name can be in WhatsApp (a forged body could carry megabytes)."""
     name = (name or "").strip()
     while name.startswith(FORMULA_PREFIXES):
         name = name[1:].lstrip()
-    return name
+    return name[:PROFILE_NAME_MAX]
 
 
 class StratoWhatsappConversation(models.Model):

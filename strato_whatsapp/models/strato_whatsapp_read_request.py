@@ -25,6 +25,9 @@ class StratoWhatsappReadRequest(models.Model):
 
     # Plain ids, not many2ones: a foreign key check would lock the very rows the cron writes.
     conversation_ref = fields.Integer(required=True, readonly=True)
+    # The lead whose chat was read (0: none). A conversation can move between leads: the messages it had on
+    # another salesperson's lead are theirs to read.
+    lead_ref = fields.Integer(readonly=True)
     up_to_message_ref = fields.Integer(required=True, readonly=True)
 
     @api.model
@@ -32,15 +35,15 @@ class StratoWhatsappReadRequest(models.Model):
         """Record that the agent read ``messages`` (received, unread; found with the agent's rights)."""
         newest = {}
         for message in messages:
-            conversation = message.conversation_id.id
-            newest[conversation] = max(newest.get(conversation, 0), message.id)
+            key = (message.conversation_id.id, message.lead_id.id or 0)
+            newest[key] = max(newest.get(key, 0), message.id)
         if not newest:
             return
         # The caller could read these messages (they were found with their rights); the request only names
         # them, and the cron marks no message beyond them.
         # sudo: records what the caller read; users have no rights on these requests.
-        self.sudo().create([{"conversation_ref": conversation, "up_to_message_ref": message_id}
-                            for conversation, message_id in newest.items()])
+        self.sudo().create([{"conversation_ref": conversation, "lead_ref": lead, "up_to_message_ref": message_id}
+                            for (conversation, lead), message_id in newest.items()])
         # sudo: the addon's own cron, woken to apply what the agent read.
         self.env["strato.whatsapp.webhook.event"]._processing_cron().sudo()._trigger()
 
@@ -53,15 +56,16 @@ class StratoWhatsappReadRequest(models.Model):
             return 0
         newest = {}
         for request in requests:
-            newest[request.conversation_ref] = max(newest.get(request.conversation_ref, 0),
-                                                   request.up_to_message_ref)
+            key = (request.conversation_ref, request.lead_ref)
+            newest[key] = max(newest.get(key, 0), request.up_to_message_ref)
         Message = self.env["strato.whatsapp.message"]
-        shown = expression.OR([[("conversation_id", "=", conversation), ("id", "<=", message_id)]
-                               for conversation, message_id in newest.items()])
+        shown = expression.OR([[("conversation_id", "=", conversation), ("lead_id", "=", lead or False),
+                                ("id", "<=", message_id)]
+                               for (conversation, lead), message_id in newest.items()])
         unread = Message.search(expression.AND([shown, [("direction", "=", "inbound"), ("is_read", "=", False)]]))
         ready = unread.filtered(lambda message: not message.chatter_pending)
         ready.write({"is_read": True})
         ready._queue_read_receipts()
-        waiting = {message.conversation_id.id for message in unread - ready}
-        requests.filtered(lambda request: request.conversation_ref not in waiting).unlink()
+        waiting = {(message.conversation_id.id, message.lead_id.id or 0) for message in unread - ready}
+        requests.filtered(lambda request: (request.conversation_ref, request.lead_ref) not in waiting).unlink()
         return len(ready)

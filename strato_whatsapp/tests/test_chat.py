@@ -261,6 +261,17 @@ class TestChatRead(ChatCase):
                 self.env(cr=cr)["strato.whatsapp.conversation"].browse(conversation_id).unlink()
                 self.env(cr=cr)["crm.lead"].browse(lead_id).unlink()
 
+    def test_reading_a_moved_conversation_leaves_the_other_leads_messages_unread(self):
+        """The conversation moved from a colleague's lead to this one: what it said on their lead is
+        theirs to read."""
+        colleagues = self._lead(name="Anterior", mobile="+34 600 00 03 99", user_id=self.other_salesman.id)
+        theirs = self._message(self.conversation, "en su lead", lead_id=colleagues.id)
+        mine = self._inbound("en el mío")
+        self.chat.whatsapp_chat_mark_read()
+        self.env["strato.whatsapp.webhook.event"]._cron_process()
+        self.assertTrue(mine.is_read)
+        self.assertFalse(theirs.is_read)
+
     def test_a_message_still_in_the_chatter_pass_is_read_once_posted(self):
         message = self._inbound("uno")
         message.chatter_pending = True  # the cron has not posted it yet: its row is the chatter pass's

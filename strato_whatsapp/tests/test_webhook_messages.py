@@ -43,6 +43,25 @@ class TestNewContactsReachSomeone(WhatsappHttpCase):
         self.assertEqual(self.env["ir.cron.trigger"].search_count([("cron_id", "=", cron.id)]), triggers + 1,
                          "CRM's assignment runs now, not at its next hourly run")
 
+    def test_a_profile_name_is_text_in_the_activity_and_capped(self):
+        self.account.user_id = self.salesman
+        name = '<a href="https://evil.example/login">Verifique</a><img src="https://evil.example/p.png">'
+        lead = self._receive(self._inbound(wa_id="34600000566", profile=name + "x" * 1000, body="Hola")).lead_id
+        note = str(self._activities(lead).note)
+        self.assertNotIn("<a ", note)
+        self.assertNotIn("<img", note)
+        self.assertIn("&lt;a href", note, "shown as the text the contact typed")
+        self.assertLessEqual(len(lead.contact_name), 128, "a forged megabyte name is cut")
+
+    def test_users_to_tell_of_another_company_are_not_told(self):
+        other = self.env["res.company"].create({"name": "Otra Inmobiliaria"})
+        outsider = new_test_user(self.env, login="wa_other_company", groups="strato_whatsapp.group_whatsapp_user",
+                                 company_id=other.id, company_ids=[(6, 0, other.ids)])
+        self.account.write({"user_id": False, "notify_user_ids": [(6, 0, outsider.ids)]})
+        lead = self._receive(self._inbound(wa_id="34600000567", profile="Eva", body="Hola")).lead_id
+        self.assertNotIn(outsider, self._activities(lead).user_id)
+        self.assertTrue(self._activities(lead), "someone of the lead's company is told instead")
+
     def test_a_sender_without_profile_name_gets_a_named_lead_too(self):
         lead = self._receive(self._inbound(wa_id="34600000565", profile=None, body="Hola")).lead_id
         self.assertEqual(lead.name, "WhatsApp: +34 600 00 05 65")
